@@ -1,0 +1,1 @@
+"""Run candidate programs under the challenge limits and score them with trusted code."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Install everything the tests need and run them. README's test command and .ci/run both call this.
+# As root on Debian it also installs the Docker engine and PostgreSQL so the `docker` and multi-worker
+# tests run against real servers; elsewhere those tests skip with a reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  need=()
+  command -v dockerd >/dev/null || need+=(docker.io)
+  command -v debootstrap >/dev/null || need+=(debootstrap)
+  [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+  if [ ${#need[@]} -gt 0 ]; then
+    echo "[test.sh] installing ${need[*]} (Debian packages)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  fi
+fi
+# torch==2.13.0 first: an unpinned torch would pull the multi-GB CUDA build on a CPU machine.
+python3 -m pip install -q torch==2.13.0 -e ".[train,dev]"
+exec python3 -m pytest "$@"
