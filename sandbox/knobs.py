@@ -197,3 +197,50 @@ def _first_error(exc: ValueError) -> str:
 
 def knob_defaults(knobs: list[Knob]) -> dict[str, KnobValue]:
     return {k.name: k.default for k in knobs}
+
+
+def rewrite_knob_defaults(source: str, values: dict[str, KnobValue], *, filename: str = "<program>") -> str:
+    """Return ``source`` with the defaults of the named knobs replaced by ``values``.
+
+    Used to bake a trial's knob values into its committed program, so that every candidate branch runs
+    as it was scored with no environment at all (the challenge runs ``train_gpt.py`` with its defaults).
+    Only the default literal changes; comments and layout stay. Raises :class:`KnobTableError` for a name
+    that is not in the table or a value of the wrong type.
+    """
+    knobs = {k.name: k for k in parse_knob_table(source, filename=filename)}
+    tree = ast.parse(source, filename=filename)
+    table = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "KNOBS" for t in node.targets)
+        or isinstance(node, ast.AnnAssign)
+        and isinstance(node.target, ast.Name)
+        and node.target.id == "KNOBS"
+    )
+    replacements: list[tuple[ast.expr, str]] = []
+    for entry in table.value.elts:  # type: ignore[union-attr]
+        name = ast.literal_eval(entry.args[0])  # type: ignore[attr-defined]
+        if name not in values:
+            continue
+        knob = knobs[name]
+        value = values[name]
+        if knob.type == "float" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not _fits_type(value, knob.type):
+            raise KnobTableError(f"{filename}: value {value!r} for knob {name} is not of type {knob.type}")
+        replacements.append((entry.args[2], repr(value)))  # type: ignore[attr-defined]
+    unknown = sorted(set(values) - set(knobs))
+    if unknown:
+        raise KnobTableError(f"{filename}: no knob named {', '.join(unknown)} in the table")
+    lines = source.splitlines(keepends=True)
+    offsets = [0]
+    for line in lines:
+        offsets.append(offsets[-1] + len(line.encode("utf-8")))
+    data = source.encode("utf-8")
+    # Replace from the end so earlier byte offsets stay valid.
+    for node, text in sorted(replacements, key=lambda r: (r[0].lineno, r[0].col_offset), reverse=True):
+        start = offsets[node.lineno - 1] + node.col_offset
+        end = offsets[node.end_lineno - 1] + node.end_col_offset  # type: ignore[operator]
+        data = data[:start] + text.encode("utf-8") + data[end:]
+    return data.decode("utf-8")

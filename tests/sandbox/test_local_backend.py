@@ -1,0 +1,468 @@
+"""The local backend, driven through ``Backend.execute`` with tiny stdlib-only programs.
+
+The kill and containment tests run against every containment this machine offers (the probed one, and
+the weaker fallbacks built from it), so that a machine without PID namespaces or cgroups still has its
+fallback checked, and this one checks all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from sandbox.backend import PhaseInvocation
+from sandbox.containment import Containment, is_running, probe_containment
+from sandbox.errors import SandboxUnavailable
+from sandbox.local import LocalBackend, measure_noop_seconds
+from sandbox.spec import Limits, Phase
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local backend needs Linux /proc")
+
+GRACE_SECONDS = 0.5
+
+
+@pytest.fixture(scope="module")
+def probed() -> Containment:
+    return probe_containment()
+
+
+def _variants(probed: Containment) -> dict[str, Containment]:
+    variants = {"subreaper": Containment(unshare_prefix=None, cgroups=None)}
+    if probed.cgroups is not None:
+        variants["cgroup"] = Containment(unshare_prefix=None, cgroups=probed.cgroups)
+    if probed.unshare_prefix is not None:
+        variants["pidns"] = Containment(unshare_prefix=probed.unshare_prefix, cgroups=None)
+    variants["probed"] = probed
+    return variants
+
+
+@pytest.fixture(params=["probed", "pidns", "cgroup", "subreaper"])
+def any_backend(request, probed) -> LocalBackend:
+    variants = _variants(probed)
+    if request.param not in variants:
+        pytest.skip(f"containment {request.param!r} is not available on this machine")
+    return LocalBackend(variants[request.param], term_grace_seconds=GRACE_SECONDS)
+
+
+@pytest.fixture
+def backend(probed) -> LocalBackend:
+    return LocalBackend(probed, term_grace_seconds=GRACE_SECONDS)
+
+
+def _invocation(tmp_path: Path, source: str, **overrides) -> PhaseInvocation:
+    program_dir = tmp_path / "program"
+    program_dir.mkdir(exist_ok=True)
+    (program_dir / "prog.py").write_text(textwrap.dedent(source))
+    tokenizer = tmp_path / "tok.model"
+    if not tokenizer.exists():
+        tokenizer.write_bytes(b"tokenizer")
+    fields = {
+        "phase": Phase.TRAIN,
+        "program_dir": program_dir,
+        "entry": "prog.py",
+        "data_files": (),
+        "tokenizer_path": tokenizer,
+        "artifact_dir": tmp_path / "out" / "artifact",
+        "out_dir": tmp_path / "out",
+        "log_path": tmp_path / "out" / "log.txt",
+        "knob_env": {},
+        "limits": Limits(),
+        "wall_timeout_seconds": 10.0,
+    }
+    fields.update(overrides)
+    return PhaseInvocation(**fields)
+
+
+def _marked(variable: str, value: str) -> list[int]:
+    """Live processes whose environment carries ``variable=value`` (a marker the test chose)."""
+    needle = f"{variable}={value}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                environ = Path(f"/proc/{name}/environ").read_bytes()
+            except OSError:
+                continue
+            if needle in environ.split(b"\0") and is_running(int(name)):
+                found.append(int(name))
+    return found
+
+
+def _wait_for_file(path: Path, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# ------------------------------------------------------------------------------- kills everything
+
+
+def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, any_backend):
+    marker = uuid.uuid4().hex
+    inv = _invocation(
+        tmp_path, "while True:\n    pass\n", wall_timeout_seconds=1.0, knob_env={"TEST_MARKER": marker}
+    )
+    outcome = any_backend.execute(inv, threading.Event())
+    assert outcome.timed_out and not outcome.stopped
+    assert outcome.exit_code is None
+    assert 1.0 <= outcome.wall_seconds < 1.0 + GRACE_SECONDS + 2.0
+    assert _marked("TEST_MARKER", marker) == []
+
+
+# The grandchild detaches (double fork + setsid), records its pid, and then (in the "wiped" case)
+# replaces itself with a process whose environment is empty, so no environment scan can find it.
+# /proc is the host's (the backend mounts no new one), so /proc/self names the host pid.
+DETACHING_PROGRAM = """
+    import os, sys, time
+    pid_file = os.path.join(os.environ["GOLF_OUT"], "grandchild.pid")
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open(pid_file + ".tmp", "w") as f:
+                f.write(os.readlink("/proc/self"))  # the host's pid, also inside a PID namespace
+            os.rename(pid_file + ".tmp", pid_file)
+            if {wipe_env}:
+                os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)"], {{}})
+            time.sleep(60)
+        os._exit(0)
+    while not os.path.exists(pid_file):
+        time.sleep(0.01)
+    {after}
+"""
+
+
+@pytest.mark.parametrize("wipe_env", [False, True], ids=["marked", "wiped-env"])
+def test_setsid_detached_child_is_killed_when_the_program_exits(tmp_path, any_backend, wipe_env):
+    source = DETACHING_PROGRAM.format(wipe_env=wipe_env, after="print('parent done')")
+    inv = _invocation(tmp_path, source)
+    outcome = any_backend.execute(inv, threading.Event())
+    assert outcome.exit_code == 0, (tmp_path / "out" / "log.txt").read_text()
+    grandchild = int((tmp_path / "out" / "grandchild.pid").read_text())
+    assert not is_running(grandchild)
+    assert outcome.wall_seconds < 5.0
+
+
+def test_setsid_detached_child_is_killed_at_timeout(tmp_path, any_backend):
+    source = DETACHING_PROGRAM.format(wipe_env=True, after="time.sleep(60)")
+    inv = _invocation(tmp_path, source, wall_timeout_seconds=1.5)
+    outcome = any_backend.execute(inv, threading.Event())
+    assert outcome.timed_out
+    grandchild = int((tmp_path / "out" / "grandchild.pid").read_text())
+    assert not is_running(grandchild)
+
+
+def test_stop_event_ends_the_run_quickly(tmp_path, any_backend):
+    inv = _invocation(tmp_path, "import time\ntime.sleep(60)\n", wall_timeout_seconds=30.0)
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)
+    timer.start()
+    outcome = any_backend.execute(inv, stop)
+    timer.join()
+    assert outcome.stopped and not outcome.timed_out
+    assert outcome.wall_seconds < 0.5 + 1.0
+
+
+def test_program_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path, backend):
+    source = """
+        import os, signal, time
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        open(os.path.join(os.environ["GOLF_OUT"], "ready"), "w").close()
+        time.sleep(60)
+    """
+    inv = _invocation(tmp_path, source, wall_timeout_seconds=30.0)
+    stop = threading.Event()
+
+    def stop_when_ready() -> None:
+        _wait_for_file(tmp_path / "out" / "ready")
+        stop.set()
+
+    threading.Thread(target=stop_when_ready).start()
+    begin = time.monotonic()
+    outcome = backend.execute(inv, stop)
+    assert outcome.stopped and outcome.exit_code is None
+    assert time.monotonic() - begin >= GRACE_SECONDS
+    assert outcome.wall_seconds < 5.0
+
+
+# ------------------------------------------------------------------------------------- limits
+
+
+def test_stdout_flood_is_capped_and_does_not_block(tmp_path, backend):
+    source = """
+        import sys
+        out = sys.stdout.buffer
+        out.write(b"START\\n")
+        line = b"x" * 1023 + b"\\n"
+        block = line * 1024  # 1 MiB
+        for _ in range(210):
+            out.write(block)
+        out.write(b"THE END\\n")
+    """
+    cap = 1 << 20
+    inv = _invocation(tmp_path, source, limits=Limits(max_log_bytes=cap))
+    outcome = backend.execute(inv, threading.Event())
+    log_bytes = inv.log_path.read_bytes()
+    assert outcome.exit_code == 0
+    assert outcome.log_truncated
+    assert len(log_bytes) <= cap
+    assert log_bytes.startswith(b"START\n") and log_bytes.endswith(b"THE END\n")
+    assert outcome.wall_seconds < 10.0
+
+
+def test_fork_bomb_is_contained(tmp_path, backend):
+    if not backend.containment.bounds_processes:
+        pytest.skip("no cgroup pids controller here and RLIMIT_NPROC does not bind root")
+    marker = uuid.uuid4().hex
+    source = """
+        import os, time
+        while True:
+            try:
+                os.fork()
+            except OSError:
+                time.sleep(0.01)
+    """
+    max_processes = 32
+    inv = _invocation(
+        tmp_path,
+        source,
+        wall_timeout_seconds=1.5,
+        limits=Limits(max_processes=max_processes),
+        knob_env={"TEST_MARKER": marker},
+    )
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, len(_marked("TEST_MARKER", marker)))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        outcome = backend.execute(inv, threading.Event())
+    finally:
+        done.set()
+        sampler.join()
+    assert outcome.timed_out
+    assert outcome.wall_seconds < 10.0
+    assert 2 <= peak <= max_processes + 2  # + unshare and the init, outside the program's count
+    assert _marked("TEST_MARKER", marker) == []
+
+
+def test_memory_hog_over_its_limit_is_reported_as_oom(tmp_path, backend):
+    source = """
+        hoard = []
+        while True:
+            hoard.append(bytearray(16 * 1024 * 1024))
+    """
+    inv = _invocation(tmp_path, source, limits=Limits(memory_bytes=256 * 1024**2))
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.oom
+    assert outcome.exit_code != 0
+    assert not outcome.timed_out
+
+
+def test_cgroup_memory_limit_kills_a_hog_and_reports_oom(tmp_path, backend):
+    plan = backend.containment.cgroups
+    if plan is None or (plan.version == 1 and "memory" not in plan.parents):
+        pytest.skip("no writable memory cgroup on this machine")
+    # A GPU run gets no address-space limit, so only the cgroup stops this hog (CUDA is never
+    # touched: the program is stdlib-only). ``b"x" * n`` writes its pages, so they are resident.
+    source = """
+        hoard = []
+        while True:
+            hoard.append(b"x" * (16 * 1024 * 1024))
+    """
+    inv = _invocation(tmp_path, source, limits=Limits(memory_bytes=128 * 1024**2), gpus=(0,))
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.oom and outcome.exit_code is None
+    assert "oom_kill=" in outcome.detail
+
+
+def test_program_within_its_memory_limit_is_not_oom(tmp_path, backend):
+    inv = _invocation(
+        tmp_path, "x = bytearray(32 * 1024 * 1024)\n", limits=Limits(memory_bytes=256 * 1024**2)
+    )
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.exit_code == 0 and not outcome.oom
+
+
+def test_sigkill_the_harness_did_not_send_counts_as_oom(tmp_path, backend):
+    # The kernel's OOM killer ends a process with SIGKILL; the harness cannot tell it from others.
+    inv = _invocation(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.oom and outcome.exit_code is None
+    assert "SIGKILL" in outcome.detail
+
+
+# ---------------------------------------------------------------------------- environment, files
+
+
+def test_environment_is_scrubbed_and_carries_the_contract(tmp_path, backend, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
+    source = """
+        import json, os
+        with open(os.path.join(os.environ["GOLF_OUT"], "env.json"), "w") as f:
+            json.dump({"env": dict(os.environ), "cwd": os.getcwd()}, f)
+    """
+    positions = tmp_path / "positions.i64"
+    positions.write_bytes(b"\0" * 8)
+    inv = _invocation(
+        tmp_path,
+        source,
+        phase=Phase.EVAL,
+        knob_env={"ITERATIONS": "7", "DATA_PATH": "/somewhere/else"},
+        check_positions_path=positions,
+    )
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.exit_code == 0, inv.log_path.read_text()
+    seen = json.loads((inv.out_dir / "env.json").read_text())
+    env = seen["env"]
+    assert "OPENAI_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["GOLF_PHASE"] == "eval"
+    assert env["GOLF_OUT"] == str(inv.out_dir)
+    assert env["GOLF_ARTIFACT_DIR"] == str(inv.artifact_dir)
+    assert env["GOLF_CHECK_POSITIONS"] == str(positions)
+    assert env["ITERATIONS"] == "7"
+    assert env["DATA_PATH"] != "/somewhere/else"  # a knob cannot redirect the phase's data
+    assert env["CUDA_VISIBLE_DEVICES"] == ""
+    assert env["PYTHONUNBUFFERED"] == "1" and env["LC_ALL"] == "C.UTF-8"
+    allowed = {
+        "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+        "CUDA_VISIBLE_DEVICES", "GOLF_PHASE", "GOLF_OUT", "GOLF_ARTIFACT_DIR", "GOLF_CHECK_POSITIONS",
+        "DATA_PATH", "TOKENIZER_PATH", "ITERATIONS", "AUTOGOLF_RUN_MARKER",
+    }  # fmt: skip
+    assert set(env) <= allowed
+    # The working directory and HOME are the run's own, removed afterwards.
+    assert Path(seen["cwd"]).parent == Path(env["HOME"])
+    assert not Path(env["HOME"]).exists()
+
+
+def test_data_dir_shows_only_the_phase_files(tmp_path, backend):
+    shards = tmp_path / "dataset"
+    shards.mkdir()
+    for name in ("fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"):
+        (shards / name).write_bytes(name.encode())
+    source = """
+        import json, os
+        data = os.environ["DATA_PATH"]
+        listing = {n: open(os.path.join(data, n), "rb").read().decode() for n in sorted(os.listdir(data))}
+        tokenizer = open(os.environ["TOKENIZER_PATH"], "rb").read().decode()
+        open("relative_junk.txt", "w").write("x")
+        with open(os.path.join(os.environ["GOLF_OUT"], "data.json"), "w") as f:
+            json.dump({"listing": listing, "tokenizer": tokenizer, "cwd": os.getcwd()}, f)
+    """
+    train = (shards / "fineweb_train_000000.bin", shards / "fineweb_train_000001.bin")
+    inv = _invocation(tmp_path, source, data_files=train)
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.exit_code == 0, inv.log_path.read_text()
+    seen = json.loads((inv.out_dir / "data.json").read_text())
+    assert seen["listing"] == {
+        "fineweb_train_000000.bin": "fineweb_train_000000.bin",
+        "fineweb_train_000001.bin": "fineweb_train_000001.bin",
+        "tok.model": "tokenizer",
+    }
+    assert seen["tokenizer"] == "tokenizer"
+    assert not (inv.program_dir / "relative_junk.txt").exists()
+    assert not Path(seen["cwd"]).exists()
+    assert sorted(p.name for p in shards.iterdir())[-1] == "fineweb_val_000000.bin"  # data untouched
+
+
+def test_missing_data_file_is_a_harness_fault_naming_the_file(tmp_path, backend):
+    inv = _invocation(tmp_path, "pass\n", data_files=(tmp_path / "nope.bin",))
+    with pytest.raises(SandboxUnavailable, match="nope.bin"):
+        backend.execute(inv, threading.Event())
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [("pass\n", 0), ("import sys\nsys.exit(7)\n", 7), ("raise RuntimeError('boom')\n", 1)],
+)
+def test_exit_codes_are_reported(tmp_path, backend, source, expected):
+    outcome = backend.execute(_invocation(tmp_path, source), threading.Event())
+    assert outcome.exit_code == expected
+    assert not (outcome.timed_out or outcome.stopped or outcome.oom)
+    assert "containment:" in outcome.detail
+
+
+def test_death_by_signal_has_no_exit_code_and_names_the_signal(tmp_path, backend):
+    inv = _invocation(tmp_path, "import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)\n")
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.exit_code is None
+    assert "SIGSEGV" in outcome.detail
+    assert not outcome.oom
+
+
+def test_output_reaches_the_log(tmp_path, backend):
+    inv = _invocation(tmp_path, "import sys\nprint('to stdout')\nprint('to stderr', file=sys.stderr)\n")
+    outcome = backend.execute(inv, threading.Event())
+    assert outcome.exit_code == 0 and not outcome.log_truncated
+    assert inv.log_path.read_text().splitlines() == ["to stdout", "to stderr"]
+
+
+def test_run_cgroups_are_removed_afterwards(tmp_path, backend):
+    plan = backend.containment.cgroups
+    if plan is None:
+        pytest.skip("no writable cgroup hierarchy on this machine")
+    before = {p for parent in plan.parents.values() for p in parent.glob("autogolf-*")}
+    backend.execute(_invocation(tmp_path, "pass\n"), threading.Event())
+    after = {p for parent in plan.parents.values() for p in parent.glob("autogolf-*")}
+    assert after <= before
+
+
+def test_multi_process_runs_go_through_torchrun(tmp_path, backend):
+    inv = _invocation(tmp_path, "pass\n", nproc=4, gpus=(0, 1, 2, 3))
+    argv = backend._argv(inv, tmp_path / "status.json", None)
+    program = argv[argv.index("--") + 1 :]
+    assert program[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
+    assert program[-1] == str(inv.program_dir / "prog.py")
+    assert "--rlimit=as=" not in " ".join(argv)  # no address-space limit on GPU runs
+
+
+def test_noop_benchmark_measures_a_positive_time(backend):
+    seconds = measure_noop_seconds(repeats=3, backend=backend)
+    assert 0.0 < seconds < 5.0
+
+
+@pytest.mark.slow
+def test_torchrun_starts_every_rank_and_leaves_nothing_behind(tmp_path, backend):
+    pytest.importorskip("torch")
+    marker = uuid.uuid4().hex
+    source = """
+        import os
+        print("rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"], flush=True)
+    """
+    inv = _invocation(tmp_path, source, nproc=2, knob_env={"TEST_MARKER": marker}, wall_timeout_seconds=60.0)
+    outcome = backend.execute(inv, threading.Event())
+    log_text = inv.log_path.read_text()
+    assert outcome.exit_code == 0, log_text
+    assert "rank 0 of 2" in log_text and "rank 1 of 2" in log_text
+    assert _marked("TEST_MARKER", marker) == []
+
+
+@pytest.mark.gpu
+def test_cuda_works_inside_the_sandbox(tmp_path, backend):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    source = """
+        import torch
+        x = torch.ones(1024, 1024, device="cuda")
+        print("sum", int((x @ x).sum().item()), "devices", torch.cuda.device_count(), flush=True)
+    """
+    inv = _invocation(tmp_path, source, gpus=(0,), limits=Limits(memory_bytes=16 * 1024**3))
+    outcome = backend.execute(inv, threading.Event())
+    log_text = inv.log_path.read_text()
+    assert outcome.exit_code == 0, log_text
+    assert f"sum {1024**3} devices 1" in log_text
