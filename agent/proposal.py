@@ -57,6 +57,9 @@ class Proposal(BaseModel):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     turns: int = 1  # conversation turns it took, repairs included
     proposer: str = "llm"  # llm | replay | knobs | hypothesis
+    # Set by the replay proposer when its line names them; the controller should honour them.
+    parent_trial: int | None = None
+    hypothesis_id: str | None = None
 
 
 class GiveUp(BaseModel):

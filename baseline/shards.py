@@ -18,7 +18,11 @@ HEADER_BYTES = HEADER_INTS * 4
 MAX_TOKEN_ID = 65535  # tokens are stored as uint16
 
 
-class ShardError(ValueError):
+class DataError(ValueError):
+    """Bad data input (files, corpus, download, shard); the message names the input and the fix."""
+
+
+class ShardError(DataError):
     """A shard file is not in the challenge format; the message names the file and the fault."""
 
 
@@ -67,6 +71,57 @@ def write_shard(path: Path, tokens: np.ndarray) -> None:
         f.write(header.tobytes())
         f.write(tokens.astype("<u2", copy=False).tobytes())
     tmp.replace(path)
+
+
+def shard_name(split: str, index: int) -> str:
+    """The official file name of shard ``index`` of a split: ``fineweb_<split>_NNNNNN.bin``."""
+    return f"fineweb_{split}_{index:06d}.bin"
+
+
+class ShardWriter:
+    """Streams one split's tokens into numbered shards of at most ``shard_tokens`` tokens each.
+
+    Documents may straddle a shard boundary, as in the official export: the shards of a split are one
+    token stream cut into pieces, so readers concatenate them in order.
+    """
+
+    def __init__(self, dataset_dir: Path, split: str, shard_tokens: int = 10**8) -> None:
+        if shard_tokens < 1:
+            raise ValueError(f"shard_tokens must be at least 1, got {shard_tokens}")
+        self.dataset_dir = Path(dataset_dir)
+        self.split = split
+        self.paths: list[Path] = []
+        self.tokens_written = 0
+        self._buffer = np.empty(shard_tokens, dtype=np.uint16)
+        self._fill = 0
+
+    def add(self, tokens: np.ndarray) -> None:
+        """Append tokens (ids 0..65535) to the stream, writing every shard that fills up."""
+        tokens = np.asarray(tokens)
+        if tokens.size and (int(tokens.min()) < 0 or int(tokens.max()) > MAX_TOKEN_ID):
+            raise ShardError(f"{self.split} tokens must fit in uint16 (0..{MAX_TOKEN_ID})")
+        start = 0
+        while start < tokens.size:
+            take = min(tokens.size - start, self._buffer.size - self._fill)
+            self._buffer[self._fill : self._fill + take] = tokens[start : start + take]
+            self._fill += take
+            start += take
+            if self._fill == self._buffer.size:
+                self._flush()
+
+    def close(self) -> list[Path]:
+        """Write the last, partly filled shard; return every shard written, in order."""
+        self._flush()
+        return self.paths
+
+    def _flush(self) -> None:
+        if self._fill == 0:
+            return
+        path = self.dataset_dir / shard_name(self.split, len(self.paths))
+        write_shard(path, self._buffer[: self._fill])
+        self.paths.append(path)
+        self.tokens_written += self._fill
+        self._fill = 0
 
 
 def shard_paths(dataset_dir: Path, split: str) -> list[Path]:

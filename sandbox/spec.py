@@ -80,6 +80,10 @@ class RunSpec(BaseModel):
     backend: Literal["local", "docker"] = "local"
     docker_image: str = "autogolf-trainer:latest"
     label: str = ""  # free text carried into logs and container labels (e.g. campaign/trial)
+    # Plausibility (a failed check marks the result ``suspicious``; the status stays ok):
+    reference_bpb: float | None = None  # the parent's val_bpb, when there is one
+    max_plausible_gain_bpb: float = 0.1  # a drop below reference_bpb by more than this is suspicious
+    max_val_below_train_nats: float = 0.5  # val_loss this far below the final train loss is suspicious
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -129,6 +133,7 @@ class RunResult(BaseModel):
     error_excerpt: str = ""  # the last traceback, for feedback to the agent
     suspicious: str = ""  # non-empty: plausibility check failed; keep out of the parent pool
     claimed_bpb: float | None = None  # what the program said; a log, not a score
+    notes: list[str] = Field(default_factory=list)  # harness remarks that did not change the status
 
     @property
     def counted(self) -> bool:

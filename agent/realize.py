@@ -1,0 +1,158 @@
+"""The one path from reply text to a checked change: parse -> apply -> check.
+
+LLM replies and replayed replies both go through :func:`realize_reply`; every way a reply can be
+unusable ends in a :class:`ProposalError` whose message is written for the model (the repair turn
+sends it verbatim).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from agent.errors import ProposalError
+from agent.format import parse_reply
+from agent.hashing import normalized_source_hash
+from agent.proposal import Edit, EditKind, Proposal, ProposalContext, TokenUsage
+from agent.search_replace import apply_search_replace
+from agent.unified_diff import apply_unified_diff
+
+log = logging.getLogger(__name__)
+
+CheckProgram = Callable[[str], tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class RealizedReply:
+    hypothesis: str
+    rationale: str
+    edits: tuple[Edit, ...]
+    files: dict[str, str]  # changed paths only, full new text
+    new_knobs: tuple[str, ...]
+
+    def to_proposal(self, *, proposer: str, usage: TokenUsage, turns: int, **extra: object) -> Proposal:
+        """The :class:`Proposal` for this change; ``extra`` sets further Proposal fields."""
+        return Proposal(
+            hypothesis=self.hypothesis,
+            rationale=self.rationale,
+            edits=self.edits,
+            files=self.files,
+            new_knobs=self.new_knobs,
+            usage=usage,
+            turns=turns,
+            proposer=proposer,
+            **extra,  # type: ignore[arg-type]
+        )
+
+
+def parent_knob_names(context: ProposalContext, check_program: CheckProgram) -> tuple[str, ...]:
+    """The parent's knob names; empty (with a warning) if the parent itself fails the check."""
+    try:
+        return tuple(check_program(context.files[context.entry]))
+    except (ValueError, KeyError) as exc:
+        log.warning("the parent program fails its own static check (%s); new_knobs will list all knobs", exc)
+        return ()
+
+
+def realize_reply(
+    reply: str,
+    context: ProposalContext,
+    check_program: CheckProgram,
+    parent_knobs: tuple[str, ...],
+) -> RealizedReply:
+    """Parse ``reply``, apply its edits to the parent, and check the result.
+
+    Raises :class:`ProposalError` when the reply has no usable edit, an edit touches a file outside
+    ``context.allowed_files``, a SEARCH fails to match exactly once, a diff does not apply, a changed
+    Python file does not compile, the knob table no longer parses (``check_program`` raised
+    ValueError), or the program equals the parent or an already-tried candidate.
+    """
+    parsed = parse_reply(reply, entry=context.entry)
+    allowed = set(context.allowed_files) | {context.entry}
+    outside = sorted({edit.path for edit in parsed.edits if edit.path not in allowed})
+    if outside:
+        raise ProposalError(
+            f"The reply edits {', '.join(outside)}, which may not be changed. Only these files may be "
+            f"edited: {', '.join(sorted(allowed))}. Put the change in {context.entry}."
+        )
+
+    files = dict(context.files)
+    failures: list[str] = []
+    for number, edit in enumerate(parsed.edits, start=1):
+        label = f"Edit block {number} of {len(parsed.edits)}"
+        try:
+            if edit.kind is EditKind.SEARCH_REPLACE:
+                current = files.get(edit.path, "")
+                files[edit.path] = apply_search_replace(
+                    current, edit.search, edit.replace, path=edit.path, label=label
+                )
+            else:
+                files = apply_unified_diff(files, edit.diff, path=edit.path, label=label)
+        except ProposalError as exc:
+            failures.append(str(exc))
+    if failures:
+        applied = len(parsed.edits) - len(failures)
+        summary = (
+            f"{len(failures)} of {len(parsed.edits)} edit blocks failed ({applied} applied cleanly). "
+            "Resend all edit blocks, corrected, against the original program."
+        )
+        raise ProposalError("\n\n".join([*failures, summary]))
+
+    changed = {path: text for path, text in files.items() if context.files.get(path) != text}
+    for path, text in changed.items():
+        if path.endswith(".py"):
+            _check_compiles(path, text)
+    if context.entry not in files:
+        raise ProposalError(f"The edits delete {context.entry}, the program's entry file; keep it.")
+    try:
+        child_knobs = tuple(check_program(files[context.entry]))
+    except ValueError as exc:
+        raise ProposalError(
+            f"After the edits the knob table of {context.entry} no longer parses: {exc}. Keep KNOBS a "
+            "single module-level list of literal Knob(NAME, type, default, ...) entries."
+        ) from exc
+    _check_not_duplicate(context, files, changed)
+    known = set(parent_knobs)
+    return RealizedReply(
+        hypothesis=parsed.hypothesis,
+        rationale=parsed.rationale,
+        edits=parsed.edits,
+        files=changed,
+        new_knobs=tuple(name for name in child_knobs if name not in known),
+    )
+
+
+def _check_compiles(path: str, text: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SyntaxWarnings (odd escapes) are the program's business
+            compile(text, path, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line_text = (exc.text or "").rstrip("\n")
+        where = f"line {exc.lineno}" + (f", column {exc.offset}" if exc.offset else "")
+        quoted = f"\n    {exc.lineno} | {line_text}" if line_text.strip() else ""
+        raise ProposalError(
+            f"After the edits {path} does not compile: {type(exc).__name__} at {where}: {exc.msg}."
+            f"{quoted}\nFix the edit so the whole file is valid Python."
+        ) from exc
+    except ValueError as exc:  # e.g. null bytes in the source
+        raise ProposalError(f"After the edits {path} does not compile: {exc}.") from exc
+
+
+def _check_not_duplicate(context: ProposalContext, files: dict[str, str], changed: dict[str, str]) -> None:
+    if all(
+        normalized_source_hash(text) == normalized_source_hash(context.files.get(path, ""))
+        for path, text in changed.items()
+    ):
+        detail = "" if not changed else " (it differs only in comments, blank lines or spacing)"
+        raise ProposalError(
+            f"After the edits the program is identical to the parent{detail}. Make a change that "
+            "alters what the program does."
+        )
+    if normalized_source_hash(files[context.entry]) in context.known_source_hashes:
+        raise ProposalError(
+            "After the edits the program is identical to a candidate that was already tried. "
+            "Propose a different change; the list of what was already tried is in the first message."
+        )

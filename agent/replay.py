@@ -1,0 +1,159 @@
+"""The replay proposer: proposals read from a JSONL file, in order, through the real parse/apply path.
+
+One JSON object per line (blank lines are skipped)::
+
+    {"reply": "<hypothesis>...</hypothesis> ... <edit path=\\"train_gpt.py\\"> ... </edit>"}
+    {"replies": ["<first try>", "<a repair, used only if the first try is rejected>"]}
+    {"reply": "...", "parent": 3, "hypothesis_id": "h-007", "knobs": {"MATRIX_LR": "0.03"}}
+    {"hypothesis": "Lower the matrix learning rate", "knobs": {"MATRIX_LR": "0.03"}}
+
+``reply`` is exactly what a model would answer; ``replies`` lets one line hold repair turns (each
+is tried against the parent in turn, as an LLM's repairs would be). ``parent`` (a trial number) and
+``hypothesis_id`` are carried into the :class:`Proposal` for the controller, which can look at the
+next line with :meth:`ReplayProposer.peek` before building the context. ``knobs`` sets exact knob
+values; a line with ``hypothesis`` and ``knobs`` but no reply is a knob-only proposal.
+
+Position: lines are consumed in order; the index of the next line is :attr:`ReplayProposer.position`.
+When ``cursor_path`` is given the position is read from it at start and rewritten after every
+consumed line, so a resumed campaign does not replay a line twice. A line is consumed when
+``propose`` is called for it, whether it yields a proposal or a give-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from agent.errors import AgentConfigError, ProposalError, ProposerExhausted
+from agent.proposal import GiveUp, Proposal, ProposalContext, TokenUsage
+from agent.proposer_base import Proposer
+from agent.realize import CheckProgram, parent_knob_names, realize_reply
+
+
+class ReplayEntry(BaseModel):
+    """One line of a replay file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    reply: str | None = None
+    replies: tuple[str, ...] = ()
+    hypothesis: str | None = None  # only for knob-only lines
+    rationale: str = ""
+    parent: int | None = None
+    hypothesis_id: str | None = None
+    knobs: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _check(self) -> ReplayEntry:
+        if self.reply is not None and self.replies:
+            raise ValueError("give either 'reply' or 'replies', not both")
+        if self.reply is None and not self.replies and not (self.hypothesis and self.knobs):
+            raise ValueError("needs 'reply', 'replies', or 'hypothesis' with 'knobs' (a knob-only line)")
+        return self
+
+    @property
+    def turns(self) -> tuple[str, ...]:
+        return (self.reply,) if self.reply is not None else self.replies
+
+
+def read_replay_file(path: Path) -> list[ReplayEntry]:
+    """All entries of ``path``; a bad line is an error naming the file, the line and the problem."""
+    if not path.is_file():
+        raise AgentConfigError(
+            f"replay file {path} does not exist", hint="check the replay path in the campaign"
+        )
+    entries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entries.append(ReplayEntry.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            raise AgentConfigError(
+                f"{path}:{number}: not a valid replay line: {exc}",
+                hint='each line is one JSON object such as {"reply": "<hypothesis>...</hypothesis>..."}',
+            ) from exc
+    return entries
+
+
+class ReplayProposer(Proposer):
+    """Serves the lines of a JSONL file in order; raises :class:`ProposerExhausted` after the last."""
+
+    name = "replay"
+
+    def __init__(self, path: Path, *, cursor_path: Path | None = None) -> None:
+        self.path = path
+        self.entries = read_replay_file(path)
+        self.cursor_path = cursor_path
+        self._lock = threading.Lock()
+        self._position = 0
+        if cursor_path is not None and cursor_path.exists():
+            text = cursor_path.read_text(encoding="utf-8").strip()
+            if not text.isdigit():
+                raise AgentConfigError(
+                    f"replay cursor {cursor_path} holds {text!r}, not a line index",
+                    hint="delete it to start the replay from the first line",
+                )
+            self._position = int(text)
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    @property
+    def remaining(self) -> int:
+        return max(0, len(self.entries) - self._position)
+
+    def peek(self) -> ReplayEntry | None:
+        """The entry the next :meth:`propose` will use (to pick its parent), or None at the end."""
+        return self.entries[self._position] if self._position < len(self.entries) else None
+
+    def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
+        entry = self._consume()
+        extra = {"parent_trial": entry.parent, "hypothesis_id": entry.hypothesis_id}
+        if not entry.turns:
+            return Proposal(
+                hypothesis=entry.hypothesis or "",
+                rationale=entry.rationale,
+                files={},
+                knob_values=entry.knobs,
+                proposer="replay",
+                turns=0,
+                **extra,
+            )
+        parent_knobs = parent_knob_names(context, check_program)
+        errors: list[str] = []
+        for turn, reply in enumerate(entry.turns, start=1):
+            try:
+                realized = realize_reply(reply, context, check_program, parent_knobs)
+            except ProposalError as exc:
+                errors.append(str(exc))
+                continue
+            proposal = realized.to_proposal(proposer="replay", usage=TokenUsage(), turns=turn, **extra)
+            return proposal.model_copy(update={"knob_values": entry.knobs}) if entry.knobs else proposal
+        return GiveUp(
+            reason=f"replay entry {self._position} of {self.path}: every reply was rejected; the last: "
+            f"{errors[-1]}",
+            turns=len(entry.turns),
+            transcript=entry.turns,
+        )
+
+    def _consume(self) -> ReplayEntry:
+        with self._lock:
+            if self._position >= len(self.entries):
+                raise ProposerExhausted(
+                    f"replay file {self.path} is used up ({len(self.entries)} lines)",
+                    hint="add lines to the file, or switch the campaign to another proposer",
+                )
+            entry = self.entries[self._position]
+            self._position += 1
+            if self.cursor_path is not None:
+                # Write-then-rename so a crash never leaves a half-written cursor.
+                temporary = self.cursor_path.with_suffix(self.cursor_path.suffix + ".tmp")
+                temporary.write_text(f"{self._position}\n", encoding="utf-8")
+                os.replace(temporary, self.cursor_path)
+            return entry

@@ -1,0 +1,209 @@
+"""The ``autogolf`` command line (typer + rich)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from sandbox.errors import HarnessError
+
+app = typer.Typer(help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True)
+data_app = typer.Typer(help="Challenge-format data: fetch the official shards or build them from text.")
+app.add_typer(data_app, name="data")
+console = Console()
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEMO_CAMPAIGN = REPO_ROOT / "experiments" / "demo.toml"
+
+
+def _fail(exc: BaseException) -> typer.Exit:
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def _load(campaign: Path):
+    from controller.config import load_campaign
+
+    return load_campaign(campaign)
+
+
+def _say(line: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False)
+
+
+def _run_campaign(config) -> None:
+    from controller.loop import Controller
+    from controller.workspace import open_workspace
+
+    with open_workspace(config) as ws:
+        _say(f"campaign [bold]{config.campaign.name}[/] in {ws.run_dir}")
+        _say(f"data: {ws.data.dataset_dir} · tokenizer {ws.data.tokenizer_path.name}")
+        controller = Controller(ws, say=_say)
+        why = controller.run()
+        _say(f"campaign stopped: {why}")
+        _print_leaderboard(controller.archive, config.search.explore_tier, limit=10)
+
+
+def _print_leaderboard(archive, tier: str, limit: int = 20) -> None:
+    seed = next((c for c in archive if c.parent_trial is None and c.tier == tier), None)
+    table = Table(title=f"leaderboard ({tier} tier)")
+    for column in (
+        "trial",
+        "bpb",
+        "seeds",
+        "Δ parent",
+        "Δ seed",
+        "bytes",
+        "train s",
+        "confirmed",
+        "hypothesis",
+    ):
+        table.add_column(column, overflow="fold")
+    ranked = sorted(c for c in archive if c.tier == tier and c.val_bpb is not None)
+    for c in ranked[:limit]:
+        parent = archive.get(c.parent_trial) if c.parent_trial in archive else None
+        d_parent = f"{c.val_bpb - parent.val_bpb:+.4f}" if parent and parent.val_bpb is not None else ""
+        d_seed = f"{c.val_bpb - seed.val_bpb:+.4f}" if seed and seed.val_bpb is not None else ""
+        table.add_row(
+            str(c.trial),
+            f"{c.val_bpb:.4f}"
+            + ("" if c.eligible else f" ({c.status}{', suspicious' if c.suspicious else ''})"),
+            str(max(1, len(c.seed_bpbs))),
+            d_parent,
+            d_seed,
+            f"{c.artifact_bytes:,}" if c.artifact_bytes is not None else "",
+            f"{c.train_seconds:.1f}" if c.train_seconds is not None else "",
+            "yes" if c.confirmed else "",
+            c.hypothesis[:70],
+        )
+    console.print(table)
+
+
+@app.command()
+def demo(
+    resume: Annotated[
+        bool, typer.Option(help="continue the previous demo campaign instead of starting over")
+    ] = False,
+) -> None:
+    """Run the whole loop on CPU with the embedded corpus and offline proposers (a few minutes)."""
+    try:
+        config = _load(DEMO_CAMPAIGN)
+        if not resume and config.run_dir.exists():
+            shutil.rmtree(config.run_dir)
+        _run_campaign(config)
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def run(campaign: Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]) -> None:
+    """Start or resume a campaign. Ctrl-C once: finish running trials and stop; twice: kill them."""
+    try:
+        _run_campaign(_load(campaign))
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+
+
+@app.command()
+def leaderboard(
+    campaign: Annotated[Path, typer.Argument(help="campaign file")],
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Feasible candidates ranked by BPB."""
+    from controller.records import rebuild_archive
+    from controller.study import CampaignStudy
+
+    try:
+        config = _load(campaign)
+        archive = rebuild_archive(CampaignStudy.from_config(config).trials())
+    except HarnessError as exc:
+        raise _fail(exc) from exc
+    tier = config.search.explore_tier
+    if as_json:
+        rows = [
+            {
+                "trial": c.trial,
+                "val_bpb": c.val_bpb,
+                "seed_bpbs": list(c.seed_bpbs),
+                "artifact_bytes": c.artifact_bytes,
+                "train_seconds": c.train_seconds,
+                "status": str(c.status),
+                "confirmed": c.confirmed,
+                "hypothesis": c.hypothesis,
+                "commit": c.commit,
+                "parent_trial": c.parent_trial,
+            }
+            for c in sorted(c for c in archive if c.tier == tier and c.val_bpb is not None)
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    _print_leaderboard(archive, tier)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    dest: Annotated[Path, typer.Option(help="where datasets/ and tokenizers/ go")] = Path("data"),
+    variant: Annotated[str, typer.Option(help="sp1024, sp4096 or sp8192")] = "sp1024",
+    train_shards: Annotated[int, typer.Option(help="training shards of 10^8 tokens to fetch")] = 80,
+) -> None:
+    """Download the official shards and tokenizer from Hugging Face (resumable, headers verified)."""
+    from baseline.prepare import DataError, fetch_official
+
+    try:
+        fetched = fetch_official(variant, dest, train_shards)
+    except DataError as exc:
+        raise _fail(exc) from exc
+    console.print(f"dataset: {fetched.dataset_dir}\ntokenizer: {fetched.tokenizer_path}")
+
+
+@data_app.command("build")
+def data_build(
+    inputs: Annotated[
+        list[Path], typer.Argument(help=".txt or .jsonl files (with a 'text' field), or folders")
+    ],
+    dest: Annotated[Path, typer.Option(help="where datasets/ and tokenizers/ go")] = Path("data"),
+    vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabulary size")] = 1024,
+    val_docs: Annotated[int, typer.Option(help="the first N documents form the validation split")] = 1000,
+    name: Annotated[str, typer.Option(help="dataset name")] = "corpus",
+) -> None:
+    """Build a tokenizer and challenge-format shards from local text."""
+    from baseline.prepare import DataError, build_from_files
+
+    try:
+        built = build_from_files(inputs, dest, vocab_size=vocab_size, val_docs=val_docs, name=name)
+    except DataError as exc:
+        raise _fail(exc) from exc
+    console.print(
+        f"dataset: {built.dataset_dir} ({built.train_tokens:,} train / {built.val_tokens:,} val tokens)\n"
+        f"tokenizer: {built.tokenizer_path}"
+    )
+
+
+@data_app.command("demo")
+def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabulary size")] = 1024) -> None:
+    """Download (once) the embedded Shakespeare corpus and build the demo shards."""
+    from baseline.prepare import DataError, ensure_demo_data
+
+    try:
+        built = ensure_demo_data(vocab_size=vocab_size)
+    except DataError as exc:
+        raise _fail(exc) from exc
+    console.print(f"dataset: {built.dataset_dir}\ntokenizer: {built.tokenizer_path}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

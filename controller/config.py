@@ -1,0 +1,484 @@
+"""A campaign's settings: one TOML file loaded into frozen pydantic models, unknown keys forbidden.
+
+``load_campaign(path)`` is the only entry point. Every problem in the file is reported at once, each as
+``key.path: message (fix: ...)``, and a misspelt key gets a "did you mean" from :mod:`difflib`.
+
+Relative paths resolve against the TOML file's directory. ``seed_program`` also falls back to the
+repository (the folder holding the ``baseline`` package), so ``baseline/train_gpt.py`` works from any
+campaign file. The shipped campaigns live in ``experiments/``; see ``experiments/demo.toml``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import random
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import model_validator as _model_validator
+
+from controller.archive import Operation
+from controller.errors import ConfigError
+from sandbox.knobs import Knob
+from sandbox.spec import ARTIFACT_LIMIT_BYTES, Limits
+
+TierName = Literal["smoke", "proxy", "full"]
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _resolve(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Relative paths are relative to the campaign file (given as ``base_dir`` in the context)."""
+    base = (info.context or {}).get("base_dir")
+    if value is None or value.is_absolute() or base is None:
+        return value
+    return (Path(base) / value).resolve()
+
+
+class CampaignSection(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # becomes a folder name
+    seed_program: Path = Field(default=Path("baseline/train_gpt.py"), validate_default=True)
+    runs_dir: Path = Field(default=Path("runs"), validate_default=True)
+    seed: int = 0  # seeds parent selection, the operation draw and the sampler
+
+    @field_validator("runs_dir")
+    @classmethod
+    def _resolve_runs_dir(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve(value, info) or value
+
+    @field_validator("seed_program")
+    @classmethod
+    def _find_seed_program(cls, value: Path, info: ValidationInfo) -> Path:
+        context = info.context or {}
+        candidates = [_resolve(value, info) or value]
+        if not value.is_absolute():
+            candidates.append(REPO_ROOT / value)
+        for candidate in candidates:
+            if candidate.is_file():
+                return candidate.resolve()
+        if context.get("check_paths", False):
+            tried = " or ".join(str(c) for c in candidates)
+            raise ValueError(
+                f"file not found (looked for {tried}); fix: give a path relative to the campaign file "
+                "or to the repository, e.g. baseline/train_gpt.py"
+            )
+        return candidates[0]
+
+
+class DataSection(_Section):
+    """Challenge-format data: either the embedded demo corpus or a shard folder plus its tokenizer."""
+
+    embedded: bool = False
+    dataset_dir: Path | None = None  # holds fineweb_train_*.bin and fineweb_val_*.bin
+    tokenizer_path: Path | None = None  # SentencePiece .model
+
+    @field_validator("dataset_dir", "tokenizer_path")
+    @classmethod
+    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @_model_validator(mode="after")
+    def _one_source(self) -> DataSection:
+        given = self.dataset_dir is not None or self.tokenizer_path is not None
+        if self.embedded and given:
+            raise ValueError(
+                "embedded = true and dataset_dir/tokenizer_path are both given; fix: keep one of them"
+            )
+        if not self.embedded and (self.dataset_dir is None or self.tokenizer_path is None):
+            raise ValueError(
+                "no data source; fix: set embedded = true (demo corpus) or give both dataset_dir "
+                "and tokenizer_path"
+            )
+        return self
+
+
+class SandboxSection(_Section):
+    backend: Literal["local", "docker"] = "local"
+    image: str = "autogolf-trainer:latest"  # docker only
+    gpus: tuple[int, ...] = ()  # GPU indices this controller may use; empty = CPU only
+    cpu_slots: int = Field(default=1, ge=1)  # CPU runs (smoke tier) allowed at once
+
+    @field_validator("gpus")
+    @classmethod
+    def _distinct_gpus(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(g < 0 for g in value) or len(set(value)) != len(value):
+            raise ValueError(f"{list(value)} must be distinct non-negative GPU indices; fix: e.g. [0, 1]")
+        return value
+
+
+class TierConfig(_Section):
+    """One rung of the fidelity ladder (DESIGN.md): how a candidate is run and how its wins are judged."""
+
+    device: Literal["cpu", "gpu"] = "gpu"
+    nproc: int = Field(default=1, ge=1)  # processes (one per GPU on a gpu tier)
+    train_seconds: float = Field(gt=0)  # training budget; the harness adds startup_grace_seconds
+    eval_seconds: float = Field(gt=0)
+    startup_grace_seconds: float = Field(default=180.0, ge=0)
+    artifact_bytes: int = Field(default=ARTIFACT_LIMIT_BYTES, gt=0)
+    # Knob overrides for every run of this tier (e.g. fewer ITERATIONS on the smoke tier).
+    knobs: dict[str, Any] = Field(default_factory=dict)
+    # Confirm stage (stats.welch_one_sided on val_loss in nats). The challenge's bar for a record is
+    # delta >= 0.005 nats at p < 0.01 (CHALLENGE.md); proxy tiers may be looser.
+    seeds_to_confirm: int = Field(default=3, ge=2)
+    min_delta_nats: float = Field(default=0.005, ge=0)
+    p_value: float = Field(default=0.01, gt=0, lt=1)
+
+    @field_validator("knobs")
+    @classmethod
+    def _literal_knob_values(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, setting in value.items():
+            if not (name.isidentifier() and name.upper() == name):
+                raise ValueError(f"knob name {name!r} must be UPPER_CASE as in the program's KNOBS table")
+            if not isinstance(setting, str | int | float | bool):
+                raise ValueError(f"{name} = {setting!r}: a knob override must be a string, number or boolean")
+        return value
+
+    def limits(self) -> Limits:
+        """The sandbox limits for one run of this tier."""
+        return Limits(
+            train_seconds=self.train_seconds,
+            eval_seconds=self.eval_seconds,
+            startup_grace_seconds=self.startup_grace_seconds,
+            artifact_bytes=self.artifact_bytes,
+        )
+
+    def knob_env(self, knobs: list[Knob], tier_name: str = "tier") -> dict[str, str]:
+        """Render this tier's overrides as environment strings for a program with ``knobs``.
+
+        Raises :class:`ConfigError` when an override names a knob the program does not declare or has a
+        value the knob cannot take, so a stale override fails before any run starts.
+        """
+        by_name = {k.name: k for k in knobs}
+        env: dict[str, str] = {}
+        problems: list[str] = []
+        for name, setting in self.knobs.items():
+            key = f"tiers.{tier_name}.knobs.{name}"
+            knob = by_name.get(name)
+            if knob is None:
+                guess = difflib.get_close_matches(name, list(by_name), n=1)
+                fix = f"did you mean {guess[0]}?" if guess else "remove it or add the knob to KNOBS"
+                problems.append(f"{key}: the program declares no knob {name} (fix: {fix})")
+                continue
+            if not _fits(setting, knob.type):
+                problems.append(f"{key}: {setting!r} is not a {knob.type} (fix: give a {knob.type} value)")
+                continue
+            text = knob.render(setting)
+            env[name] = text
+        if problems:
+            raise ConfigError(
+                "knob overrides do not fit the program:\n  " + "\n  ".join(problems), tuple(problems)
+            )
+        return env
+
+
+def _fits(value: object, type_name: str) -> bool:
+    if type_name == "bool" or isinstance(value, bool):
+        return type_name == "bool" and isinstance(value, bool)
+    if type_name == "int":
+        return isinstance(value, int)
+    if type_name == "float":
+        return isinstance(value, int | float)
+    return isinstance(value, str)
+
+
+class TiersSection(_Section):
+    smoke: TierConfig | None = None  # CPU, seconds: catches crashes before any GPU time
+    proxy: TierConfig | None = None  # 1 GPU, shorter budget, many in parallel
+    full: TierConfig | None = None  # 8 GPUs, 600 s: the challenge's own setting
+
+    def get(self, name: str) -> TierConfig:
+        tier = getattr(self, name, None) if name in TiersSection.model_fields else None
+        if tier is None:
+            raise ConfigError(f"tier {name!r} is not defined; defined tiers: {sorted(self.defined())}")
+        return tier
+
+    def defined(self) -> dict[str, TierConfig]:
+        return {name: tier for name in TiersSection.model_fields if (tier := getattr(self, name)) is not None}
+
+
+class SearchSection(_Section):
+    explore_tier: TierName = "proxy"  # where new candidates are scored
+    confirm_tier: TierName = "full"  # where winners are re-run with extra seeds
+    preflight_smoke: bool = True  # run tiers.smoke before the explore tier
+
+
+class BudgetSection(_Section):
+    """The campaign stops at whichever limit comes first; an unset limit does not stop it."""
+
+    max_trials: int | None = Field(default=None, ge=1)
+    max_wall_hours: float | None = Field(default=None, gt=0)
+    max_llm_usd: float | None = Field(default=None, ge=0)
+
+
+class AgentSection(_Section):
+    """The ``[agent]`` table: which proposer, and the LLM settings handed to ``agent.settings``.
+
+    LLM fields left unset take ``AgentSettings``' own defaults, so those live in one place.
+    """
+
+    proposer: Literal["llm", "replay", "knobs"] = "llm"
+    replay_file: Path | None = None  # JSONL of proposals, for proposer = "replay"
+    base_url: str | None = None
+    model: str | None = None
+    api_key_env: str | None = None  # the variable holding the key; never the key itself
+    api_key_optional: bool | None = None
+    temperature: float | None = None
+    max_output_tokens: int | None = None
+    max_tokens_field: str | None = None
+    request_timeout_seconds: float | None = None
+    max_attempts: int | None = None
+    backoff_base_seconds: float | None = None
+    backoff_max_seconds: float | None = None
+    repair_turns: int | None = None
+    prompt_token_budget: int | None = None
+    prices: dict[str, tuple[float, float]] | None = None  # model -> ($/Mtok in, $/Mtok out)
+    extra_body: dict[str, Any] | None = None
+    prompts_dir: Path | None = None
+
+    @field_validator("replay_file", "prompts_dir")
+    @classmethod
+    def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return _resolve(value, info)
+
+    @_model_validator(mode="after")
+    def _replay_needs_file(self) -> AgentSection:
+        if self.proposer == "replay" and self.replay_file is None:
+            raise ValueError("replay_file: proposer = 'replay' needs it; fix: give a JSONL file")
+        return self
+
+    def to_settings(self) -> Any:
+        """The ``agent.settings.AgentSettings`` for these values (imported lazily: agent is optional here)."""
+        from agent.settings import AgentSettings
+
+        fields = self.model_dump(exclude={"proposer", "replay_file"}, exclude_none=True)
+        return AgentSettings(**fields)
+
+
+class OperationMix(_Section):
+    """Relative weights of the operations drawn each trial (normalised; zero switches one off)."""
+
+    mutate: float = Field(default=0.6, ge=0)  # LLM edits the program
+    tune: float = Field(default=0.25, ge=0)  # Optuna samples the parent's knobs, code unchanged
+    hypothesis: float = Field(default=0.1, ge=0)  # a queued human idea (skipped when the queue is empty)
+    confirm: float = Field(default=0.05, ge=0)  # re-run a promising candidate with another seed
+
+    @_model_validator(mode="after")
+    def _some_weight(self) -> OperationMix:
+        if not math.isfinite(self.total()) or self.total() <= 0:
+            raise ValueError("all weights are zero; fix: give at least one a positive weight")
+        return self
+
+    def total(self) -> float:
+        return self.mutate + self.tune + self.hypothesis + self.confirm
+
+    def weights(self) -> dict[Operation, float]:
+        """Normalised weights, zero-weight operations left out."""
+        raw = {
+            Operation.MUTATE: self.mutate,
+            Operation.TUNE: self.tune,
+            Operation.HYPOTHESIS: self.hypothesis,
+            Operation.CONFIRM: self.confirm,
+        }
+        return {op: w / self.total() for op, w in raw.items() if w > 0}
+
+    def draw(self, rng: random.Random, exclude: frozenset[Operation] = frozenset()) -> Operation:
+        """Draw one operation; ``exclude`` removes some (e.g. hypothesis with an empty queue).
+
+        Raises ``ValueError`` when every operation with weight is excluded.
+        """
+        weights = {op: w for op, w in self.weights().items() if op not in exclude}
+        if not weights:
+            raise ValueError(f"no operation left to draw: all of {sorted(self.weights())} are excluded")
+        return rng.choices(list(weights), weights=list(weights.values()))[0]
+
+
+class FrontierSection(_Section):
+    k: int = Field(default=4, ge=1)  # best/1..k; parents are drawn among these
+    child_bonus: float = Field(default=1.0, ge=0)  # extra weight for parents with few children
+
+
+class StudySection(_Section):
+    storage: str | None = None  # SQLAlchemy URL; default sqlite:///<run_dir>/study.db
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "none"] = "median"
+    n_startup_trials: int = Field(default=10, ge=0)  # random trials before TPE models anything
+    pruner_startup_trials: int = Field(default=5, ge=0)  # completed same-tier trials before pruning
+    pruner_warmup_steps: int = Field(default=0, ge=0)  # never prune before this step
+
+    @field_validator("storage")
+    @classmethod
+    def _resolve_sqlite_path(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A relative SQLite file is relative to the campaign file, like every other path."""
+        if value is None or not value.startswith("sqlite:///"):
+            return value
+        file = _resolve(Path(value.removeprefix("sqlite:///")), info)
+        return f"sqlite:///{file}"
+
+
+class CampaignConfig(_Section):
+    campaign: CampaignSection
+    data: DataSection
+    sandbox: SandboxSection = Field(default_factory=SandboxSection)
+    tiers: TiersSection
+    search: SearchSection = Field(default_factory=SearchSection)
+    budget: BudgetSection = Field(default_factory=BudgetSection)
+    agent: AgentSection = Field(default_factory=AgentSection)
+    operations: OperationMix = Field(default_factory=OperationMix)
+    frontier: FrontierSection = Field(default_factory=FrontierSection)
+    study: StudySection = Field(default_factory=StudySection)
+
+    @_model_validator(mode="after")
+    def _consistent(self) -> CampaignConfig:
+        defined = self.tiers.defined()
+        problems = []
+        for key in ("explore_tier", "confirm_tier"):
+            name = getattr(self.search, key)
+            if name not in defined:
+                problems.append(
+                    f"search.{key}: tier {name!r} has no [tiers.{name}] table; fix: add it or pick one of "
+                    f"{sorted(defined)}"
+                )
+        if self.search.preflight_smoke and "smoke" not in defined:
+            problems.append(
+                "search.preflight_smoke: true but there is no [tiers.smoke]; fix: add one or set it false"
+            )
+        for name, tier in defined.items():
+            if tier.device == "gpu" and len(self.sandbox.gpus) < tier.nproc:
+                problems.append(
+                    f"tiers.{name}: a gpu tier with nproc = {tier.nproc} but sandbox.gpus lists "
+                    f"{len(self.sandbox.gpus)}; fix: list more GPUs under [sandbox] or set device = 'cpu'"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @property
+    def run_dir(self) -> Path:
+        """``<runs_dir>/<name>``: the study, the git store and every run's files live here."""
+        return self.campaign.runs_dir / self.campaign.name
+
+    @property
+    def storage_url(self) -> str:
+        if self.study.storage:
+            return self.study.storage
+        return f"sqlite:///{self.run_dir.resolve() / 'study.db'}"
+
+    @property
+    def explore(self) -> TierConfig:
+        return self.tiers.get(self.search.explore_tier)
+
+    @property
+    def confirm(self) -> TierConfig:
+        return self.tiers.get(self.search.confirm_tier)
+
+
+def load_campaign(path: str | Path, *, check_paths: bool = True) -> CampaignConfig:
+    """Read and validate a campaign file.
+
+    ``check_paths`` makes a missing seed program an error (data paths are not checked: ``autogolf data``
+    may create them later). Raises :class:`ConfigError` naming the file and listing every problem.
+    """
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: campaign file not found", hint="pass a path to a .toml file, e.g. experiments/demo.toml"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"{path}: not valid TOML: {exc}", hint="fix the syntax at the position given"
+        ) from exc
+    context = {"base_dir": path.resolve().parent, "check_paths": check_paths}
+    try:
+        config = CampaignConfig.model_validate(raw, context=context)
+    except ValidationError as exc:
+        problems = tuple(line for error in exc.errors() for line in _describe(error))
+        raise _config_error(path, problems) from None
+    agent_problems = _check_agent_settings(config.agent)
+    if agent_problems:
+        raise _config_error(path, agent_problems)
+    return config
+
+
+def _config_error(path: Path, problems: tuple[str, ...]) -> ConfigError:
+    listing = "\n  ".join(problems)
+    return ConfigError(f"{path}: {len(problems)} problem(s):\n  {listing}", problems)
+
+
+def _check_agent_settings(section: AgentSection) -> tuple[str, ...]:
+    """Validate [agent] with AgentSettings' own rules when the agent package is importable."""
+    try:
+        section.to_settings()
+    except ImportError:
+        return ()
+    except ValidationError as exc:
+        return tuple(line for error in exc.errors() for line in _describe(error, prefix=("agent",)))
+    return ()
+
+
+_FIXES = {
+    "literal_error": "use one of the values listed",
+    "string_pattern_mismatch": "use letters, digits, '.', '_' or '-'",
+    "greater_than": "raise the value",
+    "greater_than_equal": "raise the value",
+    "less_than": "lower the value",
+    "less_than_equal": "lower the value",
+}
+
+
+def _describe(error: Any, prefix: tuple[str, ...] = ()) -> list[str]:
+    """One pydantic error as lines ``key.path: message (fix: ...)``."""
+    loc = prefix + tuple(str(part) for part in error["loc"])
+    kind = error["type"]
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        allowed = _keys_at(loc[:-1])
+        guess = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
+        fix = f"did you mean '{guess[0]}'?" if guess else f"remove it; allowed here: {', '.join(allowed)}"
+        return [f"{'.'.join(loc)}: unknown key '{loc[-1]}' (fix: {fix})"]
+    if "; fix: " in message:  # our own validators say the fix themselves, one problem per line
+        where = f"{'.'.join(loc)}: " if loc else ""
+        described = []
+        for line in message.splitlines():
+            text, _, fix = line.partition("; fix: ")
+            described.append(f"{where}{text} (fix: {fix})" if fix else f"{where}{text}")
+        return described
+    if kind == "missing":
+        if len(loc) == 1:
+            return [f"{loc[0]}: required table is missing (fix: add a [{loc[0]}] table)"]
+        section = ".".join(loc[:-1])
+        return [f"{'.'.join(loc)}: required key is missing (fix: add `{loc[-1]} = ...` under [{section}])"]
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        fix = "give a value of the type named in the message"
+    else:
+        fix = _FIXES.get(kind, "see experiments/demo.toml for a working example")
+    return [f"{'.'.join(loc) or '<file>'}: {message} (fix: {fix})"]
+
+
+def _keys_at(loc: tuple[str, ...]) -> list[str]:
+    """The keys allowed at a location, found by walking the models' field annotations."""
+    model: Any = CampaignConfig
+    for part in loc:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return []
+        model = _model_in(model.model_fields[part].annotation)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside ``X | None`` (or the annotation itself)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
+        return models[0] if models else None
+    return annotation

@@ -1,0 +1,257 @@
+"""One trial, from a plan to a recorded result: ask the study, write the program, run it, record it.
+
+Order of writes, chosen so a ``kill -9`` at any point loses nothing and duplicates nothing: the study
+trial is asked first (RUNNING), then the sandbox runs, then the git store records the commit and its
+note, then the study is told. On restart a RUNNING trial whose commit exists is told from the note;
+one without a commit is failed and re-queued (see controller.loop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.proposal import Proposal
+from controller.archive import Candidate, Operation
+from controller.config import TierConfig
+from controller.records import (
+    ATTR_CANDIDATE,
+    ATTR_CONFIRM_OF,
+    candidate_attrs,
+    candidate_from_result,
+    result_note,
+)
+from controller.study import TrialHandle, limit_constraints
+from controller.workspace import Workspace
+from sandbox import RunResult, RunSpec, RunStatus
+from sandbox import run as sandbox_run
+from sandbox.knobs import Knob, KnobValue, parse_knob_table, rewrite_knob_defaults
+
+log = logging.getLogger(__name__)
+
+BASE_SEED = 1337  # explore runs share one seed so candidates differ by their program, not their luck
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """What one trial will do. ``parent`` is None only for the seed program's first run."""
+
+    operation: Operation
+    tier_name: str
+    parent: Candidate | None
+    proposal: Proposal | None = None  # code change and/or exact knob values; None for seed and confirm
+    confirm_source: Candidate | None = None  # confirm: the candidate whose program is re-run
+    seed: int = BASE_SEED
+    hypothesis_id: str | None = None
+    requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
+
+    @property
+    def hypothesis(self) -> str:
+        if self.proposal is not None:
+            return self.proposal.hypothesis
+        if self.operation is Operation.CONFIRM and self.confirm_source is not None:
+            return f"confirm trial {self.confirm_source.trial} with seed {self.seed}"
+        return "seed program" if self.parent is None else ""
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    number: int
+    plan: TrialPlan
+    result: RunResult | None
+    candidate: Candidate | None  # the archive entry written or updated, if the run counted for one
+    reason: str = ""
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def knob_overrides(tier: TierConfig, tier_name: str, knobs: list[Knob]) -> dict[str, str]:
+    """The tier's fixed settings as environment strings (ConfigError when they do not fit the program)."""
+    return tier.knob_env(knobs, tier_name)
+
+
+def prepare_program(
+    ws: Workspace, plan: TrialPlan, number: int, values: Mapping[str, KnobValue], tier_env: Mapping[str, str]
+) -> tuple[Path, dict[str, str]]:
+    """Write the trial's program to ``trials/<n>/program`` and return it with the files that differ
+    from the parent (what the commit changes). Sampled knob values are baked into the knob table's
+    defaults, so the committed program runs as scored with no environment; tier overrides are not."""
+    base_commit = _base_commit(ws, plan)
+    files = dict(ws.store.files_at(base_commit))
+    changed: dict[str, str] = dict(plan.proposal.files) if plan.proposal else {}
+    files.update(changed)
+    source = files[ws.entry]
+    defaults = {k.name: k.default for k in parse_knob_table(source, filename=ws.entry)}
+    bake = {n: v for n, v in values.items() if n in defaults and n not in tier_env and v != defaults[n]}
+    if bake:
+        files[ws.entry] = changed[ws.entry] = rewrite_knob_defaults(source, bake, filename=ws.entry)
+    program_dir = ws.trial_dir(number) / "program"
+    if program_dir.exists():
+        shutil.rmtree(program_dir)
+    ws.store.checkout_to(base_commit, program_dir, overlay=changed)
+    return program_dir, changed
+
+
+def _base_commit(ws: Workspace, plan: TrialPlan) -> str:
+    if plan.confirm_source is not None:
+        return plan.confirm_source.commit
+    if plan.parent is not None:
+        return plan.parent.commit
+    return ws.store.seed_commit()
+
+
+def child_source(ws: Workspace, plan: TrialPlan) -> str:
+    if plan.proposal is not None and ws.entry in plan.proposal.files:
+        return plan.proposal.files[ws.entry]
+    return ws.store.files_at(_base_commit(ws, plan))[ws.entry]
+
+
+def run_plan(
+    ws: Workspace,
+    plan: TrialPlan,
+    handle: TrialHandle,
+    tier: TierConfig,
+    tier_env: Mapping[str, str],
+    gpus: tuple[int, ...],
+    interrupt: threading.Event,
+) -> tuple[RunResult, dict[str, str], Path]:
+    """Write the program and run it in the sandbox; report training loss to the study as it goes."""
+    program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
+    pruned = threading.Event()
+
+    def on_event(event: Any) -> str | None:
+        if interrupt.is_set():
+            return "stop"
+        if ws.study.report(handle, event.step, event.train_loss):
+            pruned.set()
+            return "stop"
+        return None
+
+    run_dir = ws.trial_dir(handle.number) / "run"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    reference = (
+        plan.parent.val_bpb if plan.parent is not None and plan.parent.tier == plan.tier_name else None
+    )
+    spec = RunSpec(
+        program_dir=program_dir,
+        entry=ws.entry,
+        knobs=dict(tier_env),
+        seed=plan.seed,
+        nproc=tier.nproc,
+        gpus=gpus,
+        data=ws.data,
+        limits=tier.limits(),
+        out_dir=run_dir,
+        backend=ws.config.sandbox.backend,
+        docker_image=ws.config.sandbox.image,
+        label=f"{ws.config.campaign.name}/trial-{handle.number}",
+        reference_bpb=reference,
+    )
+    result = sandbox_run(spec, on_event)
+    if result.status is RunStatus.PRUNED and interrupt.is_set() and not pruned.is_set():
+        result = result.model_copy(update={"reason": "interrupted by the user (second Ctrl-C)"})
+    return result, changed, run_dir
+
+
+def trailers_for(plan: TrialPlan, result: RunResult) -> dict[str, str]:
+    parent = plan.parent.trial if plan.parent is not None else "none"
+    return {
+        "Golf-Parent": str(parent),
+        "Golf-Status": str(result.status),
+        "Golf-BPB": f"{result.val_bpb:.6f}" if result.val_bpb is not None else "none",
+        "Golf-Bytes": str(result.artifact.total) if result.artifact else "none",
+        "Golf-Train-Seconds": f"{result.train_seconds:.1f}" if result.train_seconds is not None else "none",
+        "Golf-Seeds": str(plan.seed),
+    }
+
+
+def record_candidate(
+    ws: Workspace, plan: TrialPlan, handle: TrialHandle, result: RunResult, changed: Mapping[str, str]
+) -> Candidate:
+    """Commit the candidate (with its note) and build its archive record; idempotent by trial number."""
+    parent_commit = plan.parent.commit if plan.parent is not None else ws.store.seed_commit()
+    rationale = plan.proposal.rationale if plan.proposal else ""
+    extra = {
+        "trial": handle.number,
+        "tier": plan.tier_name,
+        "knob_values": dict(handle.knob_values),
+        "seed": plan.seed,
+    }
+    commit = ws.store.record(
+        trial=handle.number,
+        parent_commit=parent_commit,
+        files=dict(changed) if plan.parent is not None else None,
+        message_title=plan.hypothesis or f"trial {handle.number}",
+        message_body=rationale,
+        trailers=trailers_for(plan, result),
+        note=result_note(result, extra),
+    )
+    return candidate_from_result(
+        trial=handle.number,
+        commit=commit,
+        parent_trial=plan.parent.trial if plan.parent is not None else None,
+        tier=plan.tier_name,
+        operation=plan.operation,
+        hypothesis=plan.hypothesis,
+        result=result,
+        knob_values=handle.knob_values,
+    )
+
+
+def tell_study(
+    ws: Workspace, handle: TrialHandle, plan: TrialPlan, result: RunResult, attrs: dict[str, Any]
+) -> None:
+    """Finish the study trial to match the result: complete (scored), pruned or failed."""
+    attrs = {**attrs, "status": str(result.status), "status_reason": result.reason}
+    if result.val_bpb is not None and result.status in (RunStatus.OK, RunStatus.OVER_SIZE):
+        bytes_total = result.artifact.total if result.artifact else 0
+        constraints = limit_constraints(
+            bytes_total, result.train_seconds or 0.0, ws.config.tiers.get(plan.tier_name).limits()
+        )
+        ws.study.tell(
+            handle,
+            result.val_bpb,
+            constraints,
+            {**attrs, "val_loss": result.val_loss, "val_bpb": result.val_bpb},
+        )
+    elif result.status is RunStatus.PRUNED and "interrupted" not in result.reason:
+        ws.study.set_attrs(handle, attrs)
+        ws.study.prune(handle, result.reason or "pruned by the median rule")
+    else:
+        ws.study.fail(handle, result.reason or str(result.status), attrs)
+
+
+def confirm_attrs(record: Candidate | None, seed: int) -> dict[str, Any]:
+    """Attributes of a confirm trial; ``confirm_of`` names the record it adds a seed to, if one exists."""
+    attrs: dict[str, Any] = {"seed": seed}
+    if record is not None:
+        attrs[ATTR_CONFIRM_OF] = record.trial
+    return attrs
+
+
+def candidate_attr(candidate: Candidate) -> dict[str, Any]:
+    return {ATTR_CANDIDATE: candidate_attrs(candidate)}
+
+
+def write_trial_log(ws: Workspace, number: int, lines: list[str]) -> None:
+    path = ws.trial_dir(number) / "trial.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        for line in lines:
+            f.write(line.rstrip("\n") + "\n")
+
+
+def note_extra_seed(ws: Workspace, record: Candidate, number: int, seed: int, result: RunResult) -> None:
+    """Append a confirm run's result to the git note of the program it re-ran."""
+    note = ws.store.read_note(record.commit)
+    data = json.loads(note) if note else {}
+    data.setdefault("confirm_runs", []).append(
+        {"trial": number, "seed": seed, "result": result.model_dump(mode="json")}
+    )
+    ws.store.write_note(record.commit, json.dumps(data, indent=2, sort_keys=True))

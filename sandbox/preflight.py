@@ -1,0 +1,176 @@
+"""``preflight``: cheap checks that stop a broken candidate before it costs GPU time.
+
+Stages, in order, each seconds or less (DESIGN.md, "Fidelity ladder": the CPU smoke run catches
+crashes before any GPU time is spent): the entry compiles; its knob table parses; the script alone
+fits the byte budget; the change is not inert (its syntax tree differs from the parent's once
+docstrings and comments are gone); and a real ``run()`` of a tiny configuration ends ``ok``.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import tempfile
+import time
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from sandbox.knobs import Knob, KnobTableError, parse_knob_table
+from sandbox.runner import run
+from sandbox.spec import DataPaths, Limits, RunSpec, RunStatus
+
+
+class PreflightStage(StrEnum):
+    SYNTAX = "syntax"
+    KNOBS = "knobs"
+    CODE_BYTES = "code_bytes"
+    INERT = "inert"
+    SMOKE = "smoke"
+    PASSED = "passed"
+
+
+class PreflightReport(BaseModel):
+    """``ok`` with ``stage="passed"``, or the first stage that failed and why."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    stage: PreflightStage
+    reason: str = ""
+    knobs: list[Knob] = []
+    code_bytes: int = 0
+    seconds: float = 0.0
+    log_excerpt: str = ""
+
+
+def preflight(
+    program_dir: Path,
+    *,
+    entry: str = "train_gpt.py",
+    data: DataPaths,
+    smoke_knobs: dict[str, str],
+    parent_source: str | None = None,
+    limits: Limits | None = None,
+    backend: str = "local",
+    docker_image: str = "autogolf-trainer:latest",
+    timeout_seconds: float = 90.0,
+    out_dir: Path | None = None,
+) -> PreflightReport:
+    """Check a candidate in seconds; a failing candidate is a report, never an exception.
+
+    ``smoke_knobs`` override the program's settings for the smoke run (shrink the model, the steps,
+    the batch). ``parent_source`` enables the inert-change check. The smoke run's outputs go to
+    ``out_dir`` when given (kept), else to a temporary folder (removed). Raises
+    :class:`sandbox.errors.HarnessError` only for faults of the harness (missing data, no backend).
+    """
+    started = time.monotonic()
+    limits = limits or Limits()
+    entry_path = Path(program_dir) / entry
+
+    def report(stage: PreflightStage, reason: str = "", **fields: object) -> PreflightReport:
+        ok = stage is PreflightStage.PASSED
+        return PreflightReport(
+            ok=ok, stage=stage, reason=reason, seconds=time.monotonic() - started, **fields
+        )
+
+    try:
+        raw = entry_path.read_bytes()
+    except OSError as exc:
+        return report(PreflightStage.SYNTAX, f"cannot read {entry_path}: {exc.strerror}")
+    source = raw.decode("utf-8", errors="replace")
+    try:
+        compile(raw, str(entry_path), "exec", dont_inherit=True)
+    except (SyntaxError, ValueError) as exc:
+        line = getattr(exc, "lineno", None)
+        return report(PreflightStage.SYNTAX, f"{entry}:{line}: {getattr(exc, 'msg', exc)}")
+    try:
+        knobs = parse_knob_table(source, filename=entry)
+    except KnobTableError as exc:
+        return report(PreflightStage.KNOBS, str(exc), code_bytes=len(raw))
+    known = {"knobs": knobs, "code_bytes": len(raw)}
+    if len(raw) > limits.artifact_bytes:
+        return report(
+            PreflightStage.CODE_BYTES,
+            f"{entry} alone is {len(raw):,} bytes, over the {limits.artifact_bytes:,}-byte artifact limit",
+            **known,
+        )
+    if parent_source is not None and _same_program(source, parent_source):
+        return report(
+            PreflightStage.INERT,
+            "change has no effect: the code is the parent's apart from comments, docstrings and layout",
+            **known,
+        )
+    smoke = _smoke(
+        Path(program_dir), entry, data, smoke_knobs, limits, backend, docker_image, timeout_seconds, out_dir
+    )
+    if smoke is not None:
+        reason, excerpt = smoke
+        return report(PreflightStage.SMOKE, reason, log_excerpt=excerpt, **known)
+    return report(PreflightStage.PASSED, **known)
+
+
+def _smoke(
+    program_dir: Path,
+    entry: str,
+    data: DataPaths,
+    smoke_knobs: dict[str, str],
+    limits: Limits,
+    backend: str,
+    docker_image: str,
+    timeout_seconds: float,
+    out_dir: Path | None,
+) -> tuple[str, str] | None:
+    """Run the tiny configuration; None when it ended ok, else (reason, log excerpt)."""
+    # Half the budget each for "training" and "evaluation", no extra grace: the whole smoke run is
+    # killed after timeout_seconds. The artifact limit stays, so a script that cannot fit even a
+    # tiny model is caught here.
+    smoke_limits = limits.model_copy(
+        update={
+            "train_seconds": timeout_seconds / 2,
+            "eval_seconds": timeout_seconds / 2,
+            "startup_grace_seconds": 0.0,
+        }
+    )
+    work = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="autogolf-smoke-"))
+    try:
+        spec = RunSpec(
+            program_dir=program_dir,
+            entry=entry,
+            knobs=dict(smoke_knobs),
+            phases="all",
+            data=data,
+            limits=smoke_limits,
+            out_dir=work,
+            check_positions=4,
+            backend=backend,  # type: ignore[arg-type]  # RunSpec validates the name
+            docker_image=docker_image,
+            label="preflight",
+        )
+        result = run(spec)
+    finally:
+        if out_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    if result.status is RunStatus.OK:
+        return None
+    return f"smoke run {result.status.value}: {result.reason}", result.error_excerpt
+
+
+def _same_program(source: str, parent_source: str) -> bool:
+    """True when both parse to the same tree once docstrings are dropped (comments never reach the AST)."""
+    try:
+        return _normalized_dump(source) == _normalized_dump(parent_source)
+    except SyntaxError:
+        return False  # an unparsable parent cannot make the candidate inert
+
+
+def _normalized_dump(source: str) -> str:
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            body = node.body
+            first = body[0].value if body and isinstance(body[0], ast.Expr) else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)

@@ -1,0 +1,100 @@
+"""The offline proposers, and the contract every proposer keeps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.errors import AgentConfigError, ProposerExhausted
+from agent.ledger import Ledger
+from agent.proposal import GiveUp, Proposal
+from agent.proposers import KnobsProposer, LLMProposer, Proposer, ReplayProposer
+from tests.agent.conftest import check_program, make_settings
+from tests.agent.fake_llm import completion
+from tests.agent.replies import CLEAN_REPLY, CLEAN_RESULT, GOOD_FIX, GOOD_FIX_RESULT, reply_with
+
+
+def write_jsonl(path, *entries) -> None:
+    path.write_text("".join(json.dumps(e) + "\n" for e in entries), encoding="utf-8")
+
+
+def test_replay_goes_through_the_real_parse_and_apply_path(tmp_path, context):
+    path = tmp_path / "replay.jsonl"
+    write_jsonl(path, {"reply": CLEAN_REPLY, "parent": 4, "hypothesis_id": "h-1"})
+    result = ReplayProposer(path).propose(context, check_program)
+    assert isinstance(result, Proposal)
+    assert result.files == {"train_gpt.py": CLEAN_RESULT} and result.new_knobs == ("WIDTH_MULT",)
+    assert (result.proposer, result.parent_trial, result.hypothesis_id) == ("replay", 4, "h-1")
+    assert result.usage.prompt_tokens == 0
+
+
+def test_replay_line_with_repair_turns_uses_the_first_that_works(tmp_path, context):
+    path = tmp_path / "replay.jsonl"
+    write_jsonl(path, {"replies": [reply_with("    return 0.0\n", "    return 1.0\n"), GOOD_FIX]})
+    result = ReplayProposer(path).propose(context, check_program)
+    assert isinstance(result, Proposal) and result.turns == 2
+    assert result.files == {"train_gpt.py": GOOD_FIX_RESULT}
+
+
+def test_failed_replay_reply_gives_up_with_the_reason(tmp_path, context):
+    path = tmp_path / "replay.jsonl"
+    write_jsonl(path, {"reply": reply_with("nothing like this\n", "x\n")})
+    result = ReplayProposer(path).propose(context, check_program)
+    assert isinstance(result, GiveUp)
+    assert "replay entry 1 of" in result.reason and "does not match any part of train_gpt.py" in result.reason
+
+
+def test_replay_cursor_survives_a_restart_and_exhaustion_raises(tmp_path, context):
+    path, cursor = tmp_path / "replay.jsonl", tmp_path / "replay.cursor"
+    write_jsonl(path, {"reply": GOOD_FIX}, {"hypothesis": "Lower the LR", "knobs": {"MATRIX_LR": "0.03"}})
+    first = ReplayProposer(path, cursor_path=cursor)
+    assert first.peek().reply == GOOD_FIX
+    first.propose(context, check_program)
+    assert cursor.read_text().strip() == "1"
+
+    resumed = ReplayProposer(path, cursor_path=cursor)
+    assert resumed.position == 1 and resumed.remaining == 1
+    knob_only = resumed.propose(context, check_program)
+    assert isinstance(knob_only, Proposal)
+    assert (knob_only.files, knob_only.knob_values) == ({}, {"MATRIX_LR": "0.03"})
+    assert resumed.peek() is None
+    with pytest.raises(ProposerExhausted, match="used up"):
+        resumed.propose(context, check_program)
+
+
+def test_bad_replay_line_is_named_at_load(tmp_path):
+    path = tmp_path / "replay.jsonl"
+    path.write_text('{"reply": "ok"}\n\n{"rply": "typo"}\n', encoding="utf-8")
+    with pytest.raises(AgentConfigError, match=r"replay.jsonl:3: not a valid replay line"):
+        ReplayProposer(path)
+
+
+def test_knobs_proposer_changes_no_code(context):
+    result = KnobsProposer().propose(context, check_program)
+    assert isinstance(result, Proposal)
+    assert (result.files, result.proposer, result.edits) == ({}, "knobs", ())
+
+
+@pytest.fixture(params=["llm", "replay", "knobs"])
+def any_proposer(request, tmp_path, llm_server) -> Proposer:
+    if request.param == "llm":
+        llm_server.add(completion(GOOD_FIX))
+        import openai
+
+        client = openai.OpenAI(base_url=llm_server.base_url, api_key="k", max_retries=0)
+        return LLMProposer(make_settings(llm_server.base_url), Ledger(None), client=client)
+    if request.param == "replay":
+        write_jsonl(tmp_path / "r.jsonl", {"reply": GOOD_FIX})
+        return ReplayProposer(tmp_path / "r.jsonl")
+    return KnobsProposer()
+
+
+def test_every_proposer_returns_a_proposal_whose_files_compile(any_proposer, context):
+    result = any_proposer.propose(context, check_program)
+    assert isinstance(result, Proposal)
+    assert set(result.files) <= set(context.allowed_files)
+    for path, text in result.files.items():
+        compile(text, path, "exec")
+        assert text != context.files[path]
+    assert result.proposer in ("llm", "replay", "knobs")

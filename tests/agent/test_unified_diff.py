@@ -1,0 +1,41 @@
+"""Unified diffs applied with git apply --recount."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.errors import ProposalError
+from agent.unified_diff import apply_unified_diff
+
+TEXT = "".join(f"line {n}\n" for n in range(1, 21))
+
+
+def test_wrong_hunk_counts_and_offsets_are_recounted():
+    # The header claims line 3 and wrong counts; the hunk is really at lines 10-12.
+    diff = "--- a/m.py\n+++ b/m.py\n@@ -3,7 +3,9 @@\n line 10\n-line 11\n+eleven\n line 12\n"
+    out = apply_unified_diff({"m.py": TEXT, "other.py": "x\n"}, diff, path="m.py", label="Edit block 1")
+    assert out["m.py"] == TEXT.replace("line 11\n", "eleven\n")
+    assert out["other.py"] == "x\n"
+
+
+def test_bare_hunk_separator_without_numbers_is_accepted():
+    diff = "--- m.py\n+++ m.py\n@@\n line 15\n-line 16\n+sixteen\n"
+    out = apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
+    assert out["m.py"] == TEXT.replace("line 16\n", "sixteen\n")
+
+
+def test_context_that_is_not_in_the_file_reports_git_error():
+    diff = "--- a/m.py\n+++ b/m.py\n@@ -1,2 +1,2 @@\n line 1\n-line two\n+line 2b\n"
+    with pytest.raises(ProposalError, match=r"(?s)does not apply to m.py\. git apply said:\n.*patch failed"):
+        apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
+
+
+def test_hunks_without_trailing_context_apply_where_their_lines_are():
+    # Neither hunk has trailing context and both state wrong positions; git alone would demand that
+    # such hunks sit at the start/end of the file.
+    diff = (
+        "--- a/m.py\n+++ b/m.py\n@@ -1,3 +1,3 @@\n line 4\n-line 5\n+five\n+five b\n"
+        "@@ -2 +2 @@\n line 14\n-line 15\n"
+    )
+    out = apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
+    assert out["m.py"] == TEXT.replace("line 5\n", "five\nfive b\n").replace("line 15\n", "")

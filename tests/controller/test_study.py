@@ -1,0 +1,203 @@
+"""The campaign study wrapper, against real SQLite Optuna storage in tmp_path."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from controller.archive import Candidate, Operation
+from controller.config import load_campaign
+from controller.errors import StudyError
+from controller.study import CampaignStudy, TierMedianPruner, limit_constraints
+from sandbox.knobs import Knob
+from sandbox.spec import Limits, RunStatus
+
+REPO = Path(__file__).resolve().parents[2]
+KNOBS = [
+    Knob(name="NUM_LAYERS", type="int", default=9, low=4, high=16),
+    Knob(name="MATRIX_LR", type="float", default=0.04, low=0.005, high=0.2, log=True),
+    Knob(name="COMPRESSOR", type="str", default="auto", choices=("auto", "zlib")),
+    Knob(name="DATA_PATH", type="str", default="./data"),
+]
+PARENT = Candidate(
+    trial=0,
+    commit="c0ffee" * 6 + "abcd",
+    parent_trial=None,
+    tier="proxy",
+    status=RunStatus.OK,
+    val_bpb=1.3,
+    operation=Operation.SEED,
+)
+
+
+def open_study(tmp_path: Path, **kw) -> CampaignStudy:
+    return CampaignStudy(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "camp", seed=0, **kw)
+
+
+def test_ask_samples_searchable_knobs_and_fixes_the_rest(tmp_path):
+    study = open_study(tmp_path)
+    handle = study.ask(
+        PARENT, KNOBS, {"NUM_LAYERS": 2, "ITERATIONS": 50}, tier="proxy", operation=Operation.TUNE
+    )
+    values = handle.knob_values
+    assert values["NUM_LAYERS"] == 2 and values["ITERATIONS"] == 50 and values["DATA_PATH"] == "./data"
+    assert 0.005 <= values["MATRIX_LR"] <= 0.2 and values["COMPRESSOR"] in ("auto", "zlib")
+    study.tell(handle, 1.25, limit_constraints(15_000_000, 500.0, Limits()))
+    (record,) = study.trials()
+    assert set(record.params) == {"MATRIX_LR", "COMPRESSOR"}
+    assert record.user_attrs["parent_trial"] == 0 and record.user_attrs["parent_commit"] == PARENT.commit
+    assert record.user_attrs["tier"] == "proxy" and record.user_attrs["operation"] == "tune"
+    assert record.state == "COMPLETE" and record.value == 1.25 and record.feasible
+    assert record.constraints == {"artifact_bytes": -1_000_000.0, "train_seconds": -100.0}
+
+
+def test_over_the_limits_is_recorded_as_infeasible(tmp_path):
+    study = open_study(tmp_path)
+    handle = study.ask(None, KNOBS, tier="proxy", operation=Operation.SEED)
+    study.tell(handle, 1.2, limit_constraints(16_000_001, 500.0, Limits()), {"hypothesis": "seed"})
+    (record,) = study.trials()
+    assert not record.feasible and record.user_attrs["hypothesis"] == "seed"
+
+
+def test_changed_knob_shapes_get_their_own_parameters(tmp_path):
+    study = open_study(tmp_path)
+    first = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    study.tell(first, 1.2, {})
+    grown = [
+        Knob(name="NUM_LAYERS", type="int", default=9, low=2, high=24),  # range change: same parameter
+        Knob(name="MATRIX_LR", type="float", default=0.04, low=0.005, high=0.2),  # log dropped
+        Knob(name="COMPRESSOR", type="str", default="auto", choices=("auto", "zlib", "zstd")),  # new choice
+    ]
+    second = study.ask(PARENT, grown, tier="proxy", operation="tune")
+    study.tell(second, 1.1, {})
+    params = study.trials()[1].params
+    assert "NUM_LAYERS" in params
+    assert "MATRIX_LR[float]" in params
+    assert any(p.startswith("COMPRESSOR[choice-") for p in params)
+    assert second.knob_values["COMPRESSOR"] in ("auto", "zlib", "zstd")
+
+
+def _finish_with_curve(study: CampaignStudy, tier: str, losses: list[float], value: float) -> None:
+    handle = study.ask(PARENT, KNOBS, tier=tier, operation="tune")
+    for step, loss in enumerate(losses):
+        study.report(handle, step * 100, loss)
+    study.tell(handle, value, {})
+
+
+def test_median_pruner_compares_against_the_same_tier_only(tmp_path):
+    study = open_study(tmp_path, pruner_startup_trials=3)
+    for shift in (0.0, 0.1, 0.2):
+        _finish_with_curve(study, "proxy", [6.0 + shift, 4.0 + shift, 3.5 + shift], 1.3 + shift)
+    hopeless = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    assert not study.report(hopeless, 0, 6.05)  # better than the median at step 0
+    assert study.report(hopeless, 100, 5.5)  # worse than every earlier run at step 100
+    study.prune(hopeless, "median rule")
+    other_tier = study.ask(PARENT, KNOBS, tier="full", operation="tune")
+    assert not study.report(other_tier, 100, 5.5)  # no full-tier history yet
+    assert study.trials()[3].state == "PRUNED"
+
+
+def test_pruner_waits_for_warmup_and_enough_history(tmp_path):
+    study = open_study(tmp_path, pruner_startup_trials=2, pruner_warmup_steps=200)
+    _finish_with_curve(study, "proxy", [6.0, 4.0, 3.5], 1.3)
+    early = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    assert not study.report(early, 100, 9.0)  # only one earlier run: not enough history
+    study.prune(early)
+    _finish_with_curve(study, "proxy", [6.0, 4.0, 3.5], 1.3)
+    late = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    assert not study.report(late, 100, 9.0)  # still in warm-up
+    assert study.report(late, 200, 9.0)
+    assert isinstance(study._study.pruner, TierMedianPruner)
+
+
+def test_diverged_loss_says_stop(tmp_path):
+    study = open_study(tmp_path)
+    handle = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    assert study.report(handle, 10, math.nan)
+
+
+def test_fail_and_non_finite_results_are_failures_with_reasons(tmp_path):
+    study = open_study(tmp_path)
+    crashed = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
+    study.fail(crashed, "crashed: CUDA error")
+    nan = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
+    study.tell(nan, math.inf, {})
+    first, second = study.trials()
+    assert (first.state, first.user_attrs["status_reason"]) == ("FAIL", "crashed: CUDA error")
+    assert second.state == "FAIL" and "not finite" in second.user_attrs["status_reason"]
+
+
+def test_notes_for_the_dashboard_hold_hypothesis_and_diff(tmp_path):
+    study = open_study(tmp_path)
+    handle = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
+    study.set_note(handle, "Wider MLP", "-MLP_MULT = 2\n+MLP_MULT = 3")
+    note = study.trials()[0].user_attrs["note_markdown"]
+    assert note.startswith("### Wider MLP") and "+MLP_MULT = 3" in note
+
+
+def test_recover_stale_fails_dead_runs_and_requeues_them_once(tmp_path):
+    before = open_study(tmp_path)
+    alive = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p1"})
+    dead = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p2"})
+    # The controller is killed here; a new one opens the same storage.
+    after = open_study(tmp_path)
+    assert after.recover_stale(lambda n: n == alive.number) == [dead.number]
+    assert after.recover_stale(lambda n: n == alive.number) == []
+    states = {t.number: t.state for t in after.trials()}
+    assert states[dead.number] == "FAIL" and states[alive.number] == "RUNNING"
+    assert "stale" in after.trials()[dead.number].user_attrs["status_reason"]
+    assert after.waiting_requeues() == 1
+    again = after.ask_requeued()
+    assert again is not None and again.requeued_from == dead.number
+    assert again.knob_values == dead.knob_values and again.parent_trial == 0
+    assert again.attrs["program"] == "p2" and again.attrs["original_trial"] == dead.number
+    after.tell(again, 1.2, {})
+    assert after.trials()[again.number].params == after.trials()[dead.number].params
+    assert after.ask_requeued() is None
+
+
+def test_recover_stale_does_not_requeue_twice_after_a_crash_in_between(tmp_path):
+    study = open_study(tmp_path)
+    dead = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    # A first recovery queued the copy, then died before failing the original.
+    study._study.enqueue_trial(dict(study.trials()[0].params), user_attrs={"requeued_from": dead.number})
+    assert study.recover_stale(lambda n: False) == [dead.number]
+    assert study.waiting_requeues() == 1
+
+
+def test_plain_ask_hands_out_a_waiting_requeue_first(tmp_path):
+    study = open_study(tmp_path)
+    dead = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    study.recover_stale(lambda n: False)
+    handle = study.ask(None, [], tier="smoke", operation="mutate")
+    assert handle.requeued_from == dead.number and handle.tier == "proxy"
+
+
+def test_unreachable_storage_is_a_study_error(tmp_path):
+    with pytest.raises(StudyError, match="cannot open study"):
+        CampaignStudy("notadb://nowhere", "camp")
+
+
+def test_study_from_config_lives_in_the_run_folder(tmp_path):
+    text = (REPO / "experiments" / "demo.toml").read_text()
+    text = text.replace('runs_dir = "../runs"', f'runs_dir = "{tmp_path / "runs"}"')
+    text = text.replace('seed_program = "../baseline/train_gpt.py"', 'seed_program = "baseline/train_gpt.py"')
+    path = tmp_path / "demo.toml"
+    path.write_text(text)
+    study = CampaignStudy.from_config(load_campaign(path))
+    assert study.name == "demo"
+    assert (tmp_path / "runs" / "demo" / "study.db").is_file()
+
+
+def test_handle_for_lets_a_restarted_controller_tell_a_recorded_result(tmp_path):
+    before = open_study(tmp_path)
+    running = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p"})
+    after = open_study(tmp_path)
+    handle = after.handle_for_running(running.number)
+    assert handle.knob_values == running.knob_values and handle.attrs["program"] == "p"
+    after.tell(handle, 1.1, {})
+    assert after.trial(running.number).state == "COMPLETE"
+    with pytest.raises(StudyError, match="is COMPLETE, not RUNNING"):
+        after.handle_for_running(running.number)
