@@ -1116,10 +1116,14 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
-    summary_path = out_dir / "train_summary.json"
+    # The train phase's report is $GOLF_OUT/result.json (train_seconds, steps, export sizes); an eval
+    # phase run in the same folder carries those fields over and replaces it with the final report.
+    report_path = out_dir / "result.json"
     summary: dict = {"phase": phase, "world_size": rt.world}
     val = None
     if phase in ("train", "all"):
+        if rt.master:
+            report_path.unlink(missing_ok=True)  # a stale report must not outlive a failed run
         find_shards(cfg.data_path, "train", phase)
         monitor = None
         if phase == "all":  # fail on missing eval inputs before training, not after it
@@ -1136,14 +1140,18 @@ def main() -> None:
                 f"export: {exported['bytes_model']:,} bytes ({exported['compressor']}; raw "
                 f"{exported['bytes_raw']:,}) in {time.perf_counter() - t_export:.1f}s"
             )
-            summary_path.write_text(json.dumps(trained, indent=2))
+            trained.update(bytes_code=os.path.getsize(__file__), vocab_size=cfg.vocab_size)
+            if phase == "train":
+                report_path.write_text(json.dumps({**summary, **trained}, indent=2))
         summary.update(trained)
         del model
         if rt.world > 1:
             dist.barrier()
     if phase in ("eval", "all"):
-        if phase == "eval" and summary_path.is_file():  # train seconds and steps from the train phase
-            summary.update(json.loads(summary_path.read_text()))
+        if phase == "eval" and report_path.is_file():  # train seconds and steps from the train phase
+            train_report = json.loads(report_path.read_text())
+            if isinstance(train_report, dict) and train_report.get("phase") == "train":
+                summary.update({k: v for k, v in train_report.items() if k != "phase"})
         summary.update(run_eval(cfg, rt, out_dir, artifact_dir, phase, val))
         summary.update(
             bytes_code=os.path.getsize(__file__),

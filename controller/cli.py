@@ -37,7 +37,7 @@ def _load(campaign: Path):
 
 
 def _say(line: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False)
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _run_campaign(config) -> None:
@@ -202,6 +202,9 @@ def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabu
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     app()
 
 

@@ -29,6 +29,7 @@ from controller.archive import Archive, Candidate, Operation
 from controller.confirm import ConfirmBook
 from controller.context import build_context
 from controller.records import ATTR_PROMOTED, ATTR_PROMOTES, rebuild_archive, with_confirmed, with_extra_seed
+from controller.study import TrialHandle
 from controller.trial import (
     TrialPlan,
     candidate_attr,
@@ -50,6 +51,18 @@ log = logging.getLogger(__name__)
 QUEUE_AHEAD = 2  # proposals prepared ahead of free slots
 
 
+class Peers:
+    """Hooks for workers sharing one study and one git remote (controller.worker); no-ops alone."""
+
+    shared = False
+
+    def before_plan(self, ws: Workspace) -> None:
+        """Bring the local git store up to date with the shared remote."""
+
+    def after_record(self, ws: Workspace) -> None:
+        """Publish newly recorded candidates, notes and frontier moves to the shared remote."""
+
+
 @dataclass
 class LoopStats:
     started: float
@@ -60,10 +73,13 @@ class LoopStats:
 
 
 class Controller:
-    def __init__(self, ws: Workspace, *, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self, ws: Workspace, *, say: Callable[[str], None] = print, peers: Peers | None = None
+    ) -> None:
         self.ws = ws
         self.config = ws.config
         self.say = say
+        self.peers = peers or Peers()
         self.lock = threading.RLock()
         self.rng = random.Random(self.config.campaign.seed)
         self.archive = Archive()
@@ -77,6 +93,9 @@ class Controller:
         self.stats = LoopStats(started=time.monotonic())
         self.explore = self.config.search.explore_tier
         self.exhausted: set[Operation] = set()
+        # Plans handed to a worker that has not asked the study yet: the trial budget counts them, or
+        # with several slots the main loop launches past max_trials before the workers' asks land.
+        self.launching = 0
 
     # ------------------------------------------------------------------ start-up
 
@@ -120,23 +139,24 @@ class Controller:
             knob_values=attrs.get("knob_values", {}),
         )
         handle = self.ws.study.handle_for_running(number)
+        attrs = {"candidate": candidate_attrs(candidate), "candidate_commit": commit}
+        if candidate.operation is Operation.SEED:
+            attrs[ATTR_PROMOTED] = True
         if result.val_bpb is not None:
             limits = self.config.tiers.get(candidate.tier).limits()
             constraints = limit_constraints(
                 candidate.artifact_bytes or 0, candidate.train_seconds or 0.0, limits
             )
-            self.ws.study.tell(handle, result.val_bpb, constraints, {"candidate": candidate_attrs(candidate)})
+            self.ws.study.tell(handle, result.val_bpb, constraints, attrs)
         else:
-            self.ws.study.fail(
-                handle, result.reason or str(result.status), {"candidate": candidate_attrs(candidate)}
-            )
+            self.ws.study.fail(handle, result.reason or str(result.status), attrs)
 
     # ------------------------------------------------------------------ budgets
 
     def budget_left(self) -> str | None:
         """None while the campaign may go on, else why it stops."""
         budget = self.config.budget
-        asked = sum(1 for t in self.ws.study.trials() if t.state != "WAITING")
+        asked = sum(1 for t in self.ws.study.trials() if t.state != "WAITING") + self.launching
         if budget.max_trials is not None and asked >= budget.max_trials:
             return f"trial budget reached ({asked} of {budget.max_trials})"
         hours = (time.monotonic() - self.stats.started) / 3600
@@ -161,6 +181,8 @@ class Controller:
 
     def make_plan(self) -> TrialPlan | None:
         """Draw an operation and a parent and get a proposal; None when nothing can be proposed now."""
+        if self.peers.shared:
+            self.refresh()
         with self.lock:
             try:
                 parent = self.archive.select_parent(
@@ -185,6 +207,8 @@ class Controller:
                 tier=self.explore,
             )
         proposer = self.ws.proposers[operation]
+        if proposer.name == "knobs":  # no code proposer configured: the draw becomes a tuning trial
+            operation = Operation.TUNE
         try:
             proposal = proposer.propose(context, self._check_program(parent))
         except ProposerExhausted:
@@ -288,60 +312,26 @@ class Controller:
     # ------------------------------------------------------------------ executing
 
     def execute(self, plan: TrialPlan, gpus: tuple[int, ...]) -> None:
-        """Worker thread body: one trial from ask to tell."""
-        ws = self.ws
-        tier = self.config.tiers.get(plan.tier_name)
-        source = child_source(ws, plan)
-        knobs = parse_knob_table(source, filename=ws.entry)
-        tier_env = knob_overrides(tier, plan.tier_name, knobs)
-        fixed: dict[str, object] = {}
-        by_name = {k.name: k for k in knobs}
-        for name, text in {**tier_env, **(plan.proposal.knob_values if plan.proposal else {})}.items():
-            fixed[name] = by_name[name].parse(text) if name in by_name else text
-        if plan.operation is not Operation.TUNE:
-            fixed = {**{k.name: k.default for k in knobs}, **fixed}
+        """Worker thread body: one trial from ask to tell. Nothing a trial does escapes this method:
+        a fault of the harness fails the trial (when it has one) with the error as its reason."""
+        started: list[TrialHandle] = []
         with self.lock:
-            if plan.requeued is not None:
-                handle = plan.requeued
-            else:
-                attrs = {"hypothesis": plan.hypothesis, "seed": plan.seed}
-                if plan.proposal is not None:
-                    attrs.update(
-                        rationale=plan.proposal.rationale,
-                        proposer=plan.proposal.proposer,
-                        tokens=plan.proposal.usage.prompt_tokens + plan.proposal.usage.completion_tokens,
-                        cost_usd=plan.proposal.usage.cost_usd,
-                        new_knobs=list(plan.proposal.new_knobs),
-                    )
-                handle = ws.study.ask(
-                    plan.parent, knobs, fixed, tier=plan.tier_name, operation=plan.operation, attrs=attrs
-                )
-            self.stats.trials_started += 1
             self.stats.running += 1
-        parent_label = "seed" if plan.parent is None else f"parent {plan.parent.trial}"
-        self.say(
-            f"trial {handle.number}: {plan.operation} on {parent_label} [{plan.tier_name}] {plan.hypothesis}"
-        )
         try:
-            if plan.operation is Operation.TUNE:
-                report = self._smoke_knobs(plan, handle.knob_values, source)
-                if report is not None and not report.ok:
-                    with self.lock:
-                        ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
-                    self.say(
-                        f"trial {handle.number}: preflight failed ({report.stage}): {report.reason[:160]}"
-                    )
-                    return
-            result, changed, _ = run_plan(ws, plan, handle, tier, tier_env, gpus, self.interrupt)
-            self._record(plan, handle, result, changed)
+            self._execute(plan, gpus, started)
         except Exception as exc:
-            log.exception("trial %d failed in the harness", handle.number)
-            with self.lock:
-                try:
-                    ws.study.fail(handle, f"harness error: {exc}")
-                except Exception:  # the study itself may be what failed; the log has the first error
-                    log.exception("could not fail trial %d", handle.number)
-            self.say(f"trial {handle.number}: harness error: {exc}")
+            if not started:
+                log.exception("could not start a trial for %s", plan.operation)
+                self.say(f"could not start a {plan.operation} trial: {exc}")
+            else:
+                number = started[0].number
+                log.exception("trial %d failed in the harness", number)
+                with self.lock:
+                    try:
+                        self.ws.study.fail(started[0], f"harness error: {exc}")
+                    except Exception:  # the study itself may be what failed; the log has the first error
+                        log.exception("could not fail trial %d", number)
+                self.say(f"trial {number}: harness error: {exc}")
         finally:
             with self.lock:
                 self.stats.running -= 1
@@ -352,6 +342,57 @@ class Controller:
                     and plan.requeued is None
                 ):
                     self.pending_children[plan.parent.trial] -= 1
+                if not started and plan.requeued is None:
+                    self.launching -= 1
+                if plan.operation is Operation.CONFIRM and plan.confirm_source is not None and not started:
+                    self.confirms.ran(plan.confirm_source)
+
+    def _execute(self, plan: TrialPlan, gpus: tuple[int, ...], started: list[TrialHandle]) -> None:
+        ws = self.ws
+        tier = self.config.tiers.get(plan.tier_name)
+        source = child_source(ws, plan)
+        knobs = parse_knob_table(source, filename=ws.entry)
+        tier_env = knob_overrides(tier, plan.tier_name, knobs)
+        by_name = {k.name: k for k in knobs}
+        fixed: dict[str, object] = {}
+        for name, text in {**tier_env, **(plan.proposal.knob_values if plan.proposal else {})}.items():
+            fixed[name] = by_name[name].parse(text) if name in by_name else text
+        if plan.operation is not Operation.TUNE:  # only tuning samples; other operations keep the defaults
+            fixed = {**{k.name: k.default for k in knobs}, **fixed}
+        with self.lock:
+            if plan.requeued is not None:
+                handle = plan.requeued
+            else:
+                attrs: dict[str, object] = {"hypothesis": plan.hypothesis, "seed": plan.seed}
+                if plan.proposal is not None:
+                    usage = plan.proposal.usage
+                    attrs.update(
+                        rationale=plan.proposal.rationale,
+                        proposer=plan.proposal.proposer,
+                        tokens=usage.prompt_tokens + usage.completion_tokens,
+                        cost_usd=usage.cost_usd,
+                        new_knobs=list(plan.proposal.new_knobs),
+                    )
+                handle = ws.study.ask(
+                    plan.parent, knobs, fixed, tier=plan.tier_name, operation=plan.operation, attrs=attrs
+                )
+            started.append(handle)
+            if plan.requeued is None:
+                self.launching -= 1
+            self.stats.trials_started += 1
+        parent_label = "seed" if plan.parent is None else f"parent {plan.parent.trial}"
+        self.say(
+            f"trial {handle.number}: {plan.operation} on {parent_label} [{plan.tier_name}] {plan.hypothesis}"
+        )
+        if plan.operation is Operation.TUNE:
+            report = self._smoke_knobs(plan, handle.knob_values, source)
+            if report is not None and not report.ok:
+                with self.lock:
+                    ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
+                self.say(f"trial {handle.number}: preflight failed ({report.stage}): {report.reason[:160]}")
+                return
+        result, changed, _ = run_plan(ws, plan, handle, tier, tier_env, gpus, self.interrupt)
+        self._record(plan, handle, result, changed)
 
     def _smoke_knobs(self, plan: TrialPlan, values, source: str):
         """A knob-only trial gets the same CPU smoke run (a sampled shape can crash: heads ∤ width)."""
@@ -423,6 +464,13 @@ class Controller:
         frontier = [c.trial for c in self.archive.frontier(self.config.frontier.k, self.explore)]
         if frontier:
             self.ws.store.set_frontier(frontier)
+        self.peers.after_record(self.ws)
+
+    def refresh(self) -> None:
+        """Take in what other workers recorded: their commits (peers.before_plan) and the study."""
+        self.peers.before_plan(self.ws)
+        with self.lock:
+            self.archive = rebuild_archive(self.ws.study.trials())
 
     def _announce(self, number: int, plan: TrialPlan, result: RunResult) -> None:
         best = self.archive.best(self.explore)
@@ -529,6 +577,9 @@ class Controller:
             with lease:
                 self.execute(plan, lease.gpus if tier.device == "gpu" else ())
 
+        if plan.requeued is None:  # a re-queued trial is already in the study
+            with self.lock:
+                self.launching += 1
         worker = threading.Thread(target=body, name=f"trial-{len(workers)}", daemon=False)
         worker.start()
         workers.append(worker)

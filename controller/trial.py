@@ -102,7 +102,7 @@ def _base_commit(ws: Workspace, plan: TrialPlan) -> str:
         return plan.confirm_source.commit
     if plan.parent is not None:
         return plan.parent.commit
-    return ws.store.seed_commit()
+    return ws.store.seed_commit
 
 
 def child_source(ws: Workspace, plan: TrialPlan) -> str:
@@ -175,7 +175,7 @@ def record_candidate(
     ws: Workspace, plan: TrialPlan, handle: TrialHandle, result: RunResult, changed: Mapping[str, str]
 ) -> Candidate:
     """Commit the candidate (with its note) and build its archive record; idempotent by trial number."""
-    parent_commit = plan.parent.commit if plan.parent is not None else ws.store.seed_commit()
+    parent_commit = plan.parent.commit if plan.parent is not None else ws.store.seed_commit
     rationale = plan.proposal.rationale if plan.proposal else ""
     extra = {
         "trial": handle.number,

@@ -4,22 +4,39 @@ Stages, in order, each seconds or less (DESIGN.md, "Fidelity ladder": the CPU sm
 crashes before any GPU time is spent): the entry compiles; its knob table parses; the script alone
 fits the byte budget; the change is not inert (its syntax tree differs from the parent's once
 docstrings and comments are gone); and a real ``run()`` of a tiny configuration ends ``ok``.
+
+The smoke run sees a staged copy of the dataset whose validation split is cut to its first
+``smoke_val_tokens`` tokens: the challenge's 62M validation tokens take a CPU far longer than the
+seconds a smoke run has, and a crash in evaluation shows on 64k tokens just as well.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 import tempfile
 import time
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from sandbox.errors import HarnessError
 from sandbox.knobs import Knob, KnobTableError, parse_knob_table
 from sandbox.runner import run
+from sandbox.scoring import (
+    SHARD_HEADER_BYTES,
+    SHARD_HEADER_INTS,
+    SHARD_MAGIC,
+    SHARD_VERSION,
+    ShardFormatError,
+    shard_paths,
+)
 from sandbox.spec import DataPaths, Limits, RunSpec, RunStatus
+
+BOS_ID = 1  # the challenge tokenizers' document-start token (CHALLENGE.md)
 
 
 class PreflightStage(StrEnum):
@@ -57,13 +74,16 @@ def preflight(
     docker_image: str = "autogolf-trainer:latest",
     timeout_seconds: float = 90.0,
     out_dir: Path | None = None,
+    smoke_val_tokens: int = 65536,
 ) -> PreflightReport:
     """Check a candidate in seconds; a failing candidate is a report, never an exception.
 
     ``smoke_knobs`` override the program's settings for the smoke run (shrink the model, the steps,
     the batch). ``parent_source`` enables the inert-change check. The smoke run's outputs go to
-    ``out_dir`` when given (kept), else to a temporary folder (removed). Raises
-    :class:`sandbox.errors.HarnessError` only for faults of the harness (missing data, no backend).
+    ``out_dir`` when given (kept), else to a temporary folder (removed). The smoke run's validation
+    split is the first ``smoke_val_tokens`` tokens of the real one, cut before a document start when
+    one lies in the second half of that window. Raises :class:`sandbox.errors.HarnessError` only for
+    faults of the harness (missing or unreadable data, no backend).
     """
     started = time.monotonic()
     limits = limits or Limits()
@@ -102,9 +122,22 @@ def preflight(
             "change has no effect: the code is the parent's apart from comments, docstrings and layout",
             **known,
         )
-    smoke = _smoke(
-        Path(program_dir), entry, data, smoke_knobs, limits, backend, docker_image, timeout_seconds, out_dir
-    )
+    staging = Path(tempfile.mkdtemp(prefix="autogolf-smoke-data-"))
+    try:
+        smoke_data = stage_smoke_dataset(data, staging, smoke_val_tokens)
+        smoke = _smoke(
+            Path(program_dir),
+            entry,
+            smoke_data,
+            smoke_knobs,
+            limits,
+            backend,
+            docker_image,
+            timeout_seconds,
+            out_dir,
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if smoke is not None:
         reason, excerpt = smoke
         return report(PreflightStage.SMOKE, reason, log_excerpt=excerpt, **known)
@@ -155,6 +188,79 @@ def _smoke(
     if result.status is RunStatus.OK:
         return None
     return f"smoke run {result.status.value}: {result.reason}", result.error_excerpt
+
+
+def stage_smoke_dataset(data: DataPaths, staging: Path, max_val_tokens: int) -> DataPaths:
+    """``data`` with its validation split cut to at most ``max_val_tokens`` tokens, staged in ``staging``.
+
+    The train shards are linked, not copied (hard links, else symlinks across filesystems); the cut
+    validation split is one shard with a valid challenge header. When the validation split is already
+    that short, ``data`` itself is returned.
+    """
+    if max_val_tokens < 2:
+        raise ValueError(
+            f"smoke_val_tokens must be at least 2 (one context and one target), got {max_val_tokens}"
+        )
+    val_files = shard_paths(data.dataset_dir, "val")
+    try:
+        head = _read_val_head(val_files, max_val_tokens + 1)
+    except (OSError, ShardFormatError) as exc:
+        raise HarnessError(f"cannot read validation shards: {exc}", hint="rebuild the dataset") from exc
+    if head.size <= max_val_tokens:
+        return data
+    staging.mkdir(parents=True, exist_ok=True)
+    for shard in shard_paths(data.dataset_dir, "train"):
+        try:
+            os.link(shard, staging / shard.name)
+        except OSError:
+            (staging / shard.name).symlink_to(shard.resolve())
+    _write_shard(staging / "fineweb_val_000000.bin", cut_at_document_start(head, max_val_tokens))
+    return DataPaths(dataset_dir=staging, tokenizer_path=data.tokenizer_path)
+
+
+def cut_at_document_start(tokens: np.ndarray, max_tokens: int) -> np.ndarray:
+    """The first ``max_tokens`` tokens, ending just before a BOS when one lies in the second half.
+
+    A document cut short would be scored on a truncated tail; ending before a BOS keeps whole
+    documents. Looking only in the second half keeps one huge document from shrinking the cut to
+    a handful of tokens (then the cut falls mid-document).
+    """
+    window = tokens[: max_tokens + 1]  # a BOS right after the window still ends it cleanly
+    starts = np.flatnonzero(window[max_tokens // 2 :] == BOS_ID) + max_tokens // 2
+    end = int(starts[-1]) if starts.size and starts[-1] > 0 else min(max_tokens, tokens.size)
+    return tokens[:end]
+
+
+def _read_val_head(paths: list[Path], count: int) -> np.ndarray:
+    """Up to ``count`` tokens from the start of the concatenated shards, reading no more than needed."""
+    if not paths:
+        raise ShardFormatError("the dataset has no fineweb_val_*.bin shards")
+    pieces: list[np.ndarray] = []
+    need = count
+    for path in paths:
+        header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
+        if (
+            header.size != SHARD_HEADER_INTS
+            or int(header[0]) != SHARD_MAGIC
+            or int(header[1]) != SHARD_VERSION
+        ):
+            raise ShardFormatError(f"{path}: not a challenge shard (bad header)")
+        num_tokens = int(header[2])
+        if path.stat().st_size != SHARD_HEADER_BYTES + 2 * num_tokens:
+            raise ShardFormatError(f"{path}: header says {num_tokens} tokens but the file size disagrees")
+        pieces.append(np.fromfile(path, dtype="<u2", count=min(need, num_tokens), offset=SHARD_HEADER_BYTES))
+        need -= pieces[-1].size
+        if need <= 0:
+            break
+    return np.concatenate(pieces)
+
+
+def _write_shard(path: Path, tokens: np.ndarray) -> None:
+    header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
+    header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, tokens.size
+    with path.open("wb") as f:
+        f.write(header.tobytes())
+        f.write(tokens.astype("<u2", copy=False).tobytes())
 
 
 def _same_program(source: str, parent_source: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,10 @@ def test_train_without_val_files_then_eval_without_train_files(split_data, tiny_
     assert train.returncode == 0, train.stderr[-3000:]
     assert len(list((tmp_path / "artifact").glob("model.*"))) == 1
     assert (tmp_path / "curve.jsonl").is_file() and not (tmp_path / "val_nll.f32").exists()
+    # the train phase reports its own timer and step count in result.json, where the sandbox reads them
+    train_report = json.loads((tmp_path / "result.json").read_text())
+    assert train_report["phase"] == "train" and train_report["steps"] == 5
+    assert 0 < train_report["train_seconds"] < 120 and "val_bpb" not in train_report
     # eval reads the artifact from its own folder, scores with sliding windows, and knows nothing of train data
     eval_ = run_phase(
         {
@@ -148,6 +153,32 @@ def test_train_without_val_files_then_eval_without_train_files(split_data, tiny_
     n = ((val_tokens(tiny_data).size - 1) // 128) * 128
     assert np.fromfile(tmp_path / "val_nll.f32", dtype="<f4").shape == (n,)
     assert result["steps"] == 5 and result["eval_stride"] == 64 and math.isfinite(result["val_bpb"])
+    assert result["phase"] == "eval" and result["train_seconds"] == train_report["train_seconds"]
+
+
+@pytest.mark.slow
+def test_sandbox_split_run_of_the_baseline_reports_the_train_phases_timer_and_steps(tiny_data, tmp_path):
+    from sandbox import DataPaths, Limits, RunSpec, RunStatus, run
+
+    program = tmp_path / "program"
+    program.mkdir()
+    shutil.copy(TRAIN_GPT, program / "train_gpt.py")
+    spec = RunSpec(
+        program_dir=program,
+        knobs={**TINY_RUN, "ITERATIONS": "5"},
+        phases="split",
+        data=DataPaths(dataset_dir=tiny_data.dataset_dir, tokenizer_path=tiny_data.tokenizer_path),
+        # generous: importing torch on a loaded 2-core machine can take many seconds per phase
+        limits=Limits(train_seconds=120, eval_seconds=120, startup_grace_seconds=60),
+        out_dir=tmp_path / "out",
+        check_positions=4,
+    )
+    result = run(spec)
+    assert result.status is RunStatus.OK, (result.reason, result.error_excerpt)
+    assert result.steps == 5 and result.val_bpb is not None and math.isfinite(result.val_bpb)
+    train_report = json.loads((tmp_path / "out" / "train" / "result.json").read_text())
+    assert result.program_train_seconds == pytest.approx(train_report["train_seconds"])
+    assert 0 < result.program_train_seconds <= result.train_seconds
 
 
 def test_a_phase_missing_its_data_exits_nonzero_naming_the_files(split_data, tiny_data, tmp_path):

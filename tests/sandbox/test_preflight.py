@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+
+import numpy as np
 import pytest
 
+from baseline.shards import load_split, read_shard, write_shard
 from sandbox import DataPaths, Limits, PreflightStage, preflight
+from sandbox.preflight import cut_at_document_start
 from tests.sandbox.conftest import UNIGRAM_TRAINER, make_program
 
 SMOKE_KNOBS = {"SMOOTHING": "1.0"}
@@ -102,3 +107,51 @@ def test_smoke_run_is_killed_after_timeout_seconds(program, data, tmp_path):
     assert "smoke run timeout" in report.reason
     assert report.seconds < 10
     assert (tmp_path / "smoke" / "result.json").is_file()  # kept because out_dir was given
+
+
+def test_validation_cut_ends_just_before_the_last_document_start_in_the_window():
+    tokens = np.array([1, 5, 6, 1, 7, 8, 9, 1, 4, 4, 4, 1, 3], dtype=np.uint16)
+    assert cut_at_document_start(tokens, 10).tolist() == [1, 5, 6, 1, 7, 8, 9]
+    assert cut_at_document_start(tokens, 11).tolist() == tokens[:11].tolist()  # a BOS right after fits
+    # no document starts in the window's second half: cut mid-document rather than keep 2 tokens
+    long_doc = np.array([1, 2, 1, 3, 4, 5, 6, 7, 8, 1], dtype=np.uint16)
+    assert cut_at_document_start(long_doc, 8).tolist() == [1, 2, 1, 3, 4, 5, 6, 7]
+    assert cut_at_document_start(np.array([1, 2, 3, 4, 5, 6], dtype=np.uint16), 4).tolist() == [1, 2, 3, 4]
+
+
+@pytest.fixture
+def big_val_data(tiny_data, tmp_path) -> tuple[DataPaths, np.ndarray]:
+    """tiny_data's train shard with a validation split of ~1M tokens (its val tiled 40 times)."""
+    folder = tmp_path / "big_val"
+    folder.mkdir()
+    for shard in tiny_data.dataset_dir.glob("fineweb_train_*.bin"):
+        (folder / shard.name).symlink_to(shard)
+    val = np.tile(load_split(tiny_data.dataset_dir, "val"), 40)
+    write_shard(folder / "fineweb_val_000000.bin", val)
+    return DataPaths(dataset_dir=folder, tokenizer_path=tiny_data.tokenizer_path), val
+
+
+def test_smoke_run_sees_only_the_head_of_a_large_validation_split(
+    program, big_val_data, tmp_path, monkeypatch
+):
+    data, val = big_val_data
+    staging_root = tmp_path / "tmp"
+    staging_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(staging_root))
+    report = preflight(program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke")
+    assert report.ok, (report.reason, report.log_excerpt)
+    nll = np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4")
+    seen = cut_at_document_start(val, 65536).size  # ends before a document start in the second half
+    assert 32768 <= seen <= 65536 and val[seen] == 1
+    assert nll.size == ((seen - 1) // 64) * 64  # EVAL_SEQ_LEN 64: the program scored the cut split
+    assert not list(staging_root.iterdir())  # the staged dataset is gone
+    assert read_shard(data.dataset_dir / "fineweb_val_000000.bin").size == val.size  # original untouched
+
+
+def test_a_small_validation_split_is_used_as_it_is(program, data, tmp_path, tiny_data):
+    report = preflight(program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke")
+    assert report.ok, report.reason
+    n_val = load_split(tiny_data.dataset_dir, "val").size
+    assert (
+        np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4").size == ((n_val - 1) // 64) * 64
+    )

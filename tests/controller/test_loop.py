@@ -1,0 +1,191 @@
+"""The search loop end to end on the unigram trainer: git store, notes, study and leaderboard agree;
+replayed code edits go through preflight and the sandbox; budgets stop the campaign."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from controller.cli import app
+from controller.config import load_campaign
+from controller.gitstore import GitStore
+from controller.records import rebuild_archive
+from controller.study import CampaignStudy
+from tests.controller.campaigns import edit_line, knob_line
+
+ARTIFACT_LINE = 'ARTIFACT_NAME = "unigram_counts.zlib"'
+RENAMED_ARTIFACT_LINE = 'ARTIFACT_NAME = "renamed_counts.zlib"'
+
+
+def open_results(toml):
+    config = load_campaign(toml)
+    return config, CampaignStudy.from_config(config), GitStore(config.run_dir / "repo")
+
+
+def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_campaign, run_campaign):
+    toml = make_campaign(
+        replay=[
+            knob_line("much smoother counts", SMOOTHING=8.0),
+            knob_line("sharper counts", SMOOTHING=0.02),
+            knob_line("a little smoother", SMOOTHING=1.0),
+        ],
+        max_trials=4,
+    )
+    why, said = run_campaign(toml)
+
+    assert "trial budget reached (4 of 4)" in why
+    config, study, store = open_results(toml)
+    trials = study.trials()
+    assert [t.state for t in trials] == ["COMPLETE"] * 4, [t.user_attrs.get("status_reason") for t in trials]
+    recorded = store.recorded_trials()
+    assert sorted(recorded) == [0, 1, 2, 3]
+    for record in trials:
+        commit = recorded[record.number]
+        assert record.user_attrs["candidate_commit"] == commit
+        note = json.loads(store.read_note(commit))
+        assert note["result"]["val_bpb"] == record.value
+        assert note["trial"] == record.number
+        trailers = store.read_trailers(commit)
+        assert trailers["Golf-Trial"] == str(record.number)
+        assert trailers["Golf-BPB"] == f"{record.value:.6f}"
+        assert trailers["Golf-Parent"] == ("none" if record.number == 0 else "0")
+        assert trailers["Golf-Status"] == "ok"
+    # The knob-only proposals are baked into the committed program's knob table.
+    assert "8.0" in store.diff(recorded[0], recorded[1])
+
+    archive = rebuild_archive(trials)
+    best = archive.best("proxy")
+    assert best is not None and best.val_bpb == min(t.value for t in trials)
+    frontier = store.frontier()
+    assert frontier[0] == recorded[best.trial]
+    # Every candidate is either on the frontier (cand/*) or archived (refs/golf/archive/), never lost.
+    refs = store._git("for-each-ref", "--format=%(refname)").split()
+    for number in recorded:
+        assert (f"refs/heads/cand/{number}" in refs) != (f"refs/golf/archive/cand/{number}" in refs)
+    assert sum(r.startswith("refs/heads/cand/") for r in refs) == len(frontier) == 3
+
+    result = CliRunner().invoke(app, ["leaderboard", str(toml), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert [r["trial"] for r in rows] == [t.number for t in sorted(trials, key=lambda t: t.value)]
+    assert [r["val_bpb"] for r in rows] == sorted(t.value for t in trials)
+    assert rows[0]["commit"] == frontier[0]
+
+
+def test_replayed_code_edit_passes_preflight_and_its_commit_carries_the_edit(make_campaign, run_campaign):
+    toml = make_campaign(
+        replay=[edit_line("rename the artifact", ARTIFACT_LINE, RENAMED_ARTIFACT_LINE)], max_trials=2
+    )
+    run_campaign(toml)
+
+    config, study, store = open_results(toml)
+    edited = study.trial(1)
+    assert edited.state == "COMPLETE", edited.user_attrs.get("status_reason")
+    assert edited.user_attrs["hypothesis"] == "rename the artifact"
+    diff = store.diff(store.commit_of(0), store.commit_of(1))
+    assert f"+{RENAMED_ARTIFACT_LINE}" in diff and f"-{ARTIFACT_LINE}" in diff
+    # The sandbox ran the edited program: its artifact has the new name.
+    run_dir = config.run_dir / "trials" / "1" / "run"
+    assert list(run_dir.rglob("renamed_counts.zlib")), sorted(p.name for p in run_dir.rglob("*"))
+    assert "renamed_counts.zlib" in store.files_at(store.commit_of(1))["unigram_trainer.py"]
+
+
+def test_edit_that_does_not_apply_is_a_failed_trial_with_no_commit(make_campaign, run_campaign):
+    toml = make_campaign(
+        replay=[edit_line("edit a line that is not there", "THIS LINE IS NOT IN THE PROGRAM", "x = 1")],
+        max_trials=2,
+    )
+    run_campaign(toml)
+
+    _, study, store = open_results(toml)
+    failed = study.trial(1)
+    assert failed.state == "FAIL"
+    assert failed.user_attrs["status_reason"].startswith("gave up")
+    assert "SEARCH" in failed.user_attrs["status_reason"] or "match" in failed.user_attrs["status_reason"]
+    assert store.commit_of(1) is None
+    assert sorted(store.recorded_trials()) == [0]
+
+
+def test_edit_that_crashes_at_run_time_is_stopped_by_the_preflight_smoke_run(make_campaign, run_campaign):
+    crash = "def train(cfg: dict) -> dict:\n    raise RuntimeError('boom from the candidate')"
+    toml = make_campaign(
+        replay=[edit_line("crash in training", "def train(cfg: dict) -> dict:", crash)], max_trials=2
+    )
+    run_campaign(toml)
+
+    config, study, store = open_results(toml)
+    failed = study.trial(1)
+    assert failed.state == "FAIL"
+    reason = failed.user_attrs["status_reason"]
+    assert reason.startswith("gave up") and "preflight" in reason, reason
+    assert store.commit_of(1) is None
+    # The crash was caught by the smoke run, before the sandbox ran the explore tier.
+    assert not (config.run_dir / "trials" / "1" / "run").exists()
+
+
+def test_trial_budget_is_respected_exactly_with_two_slots(make_campaign, run_campaign):
+    toml = make_campaign(
+        replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)],
+        max_trials=5,
+        cpu_slots=2,
+        proxy_knobs={"SLEEP_SECONDS": 0.3},
+    )
+    why, _ = run_campaign(toml)
+
+    _, study, _ = open_results(toml)
+    assert "trial budget reached" in why
+    assert len(study.trials()) == 5
+    assert all(t.state == "COMPLETE" for t in study.trials())
+
+
+def test_wall_clock_budget_stops_the_campaign_early(make_campaign, run_campaign):
+    toml = make_campaign(
+        replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)],
+        max_trials=None,
+        max_wall_hours=2.0 / 3600,  # two seconds; each run sleeps one
+        proxy_knobs={"SLEEP_SECONDS": 1.0},
+    )
+    started = time.monotonic()
+    why, _ = run_campaign(toml)
+    elapsed = time.monotonic() - started
+
+    _, study, _ = open_results(toml)
+    assert why.startswith("wall-clock budget reached"), why
+    assert 1 <= len(study.trials()) < 8
+    assert all(t.state in ("COMPLETE", "FAIL") for t in study.trials())  # nothing left RUNNING
+    assert elapsed < 20
+
+
+@pytest.mark.slow
+def test_demo_campaign_finishes_and_prints_a_leaderboard(tmp_path, monkeypatch):
+    """The real baseline on CPU, as `autogolf demo` runs it (a few minutes)."""
+    import shutil
+    import subprocess
+    import sys
+
+    from controller.cli import DEMO_CAMPAIGN
+
+    demo_dir = tmp_path / "experiments"
+    shutil.copytree(DEMO_CAMPAIGN.parent, demo_dir)
+    toml = demo_dir / "demo.toml"
+    text = toml.read_text().replace('runs_dir = "../runs"', f'runs_dir = "{tmp_path / "runs"}"')
+    text = text.replace('seed_program = "../baseline/train_gpt.py"', 'seed_program = "baseline/train_gpt.py"')
+    toml.write_text(text)
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "controller.cli", "run", str(toml)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    elapsed = time.monotonic() - started
+    print(f"demo campaign: {elapsed:.0f} s")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "campaign stopped" in done.stdout and "leaderboard" in done.stdout
+    config, study, store = open_results(toml)
+    scored = [t for t in study.trials() if t.state == "COMPLETE"]
+    assert len(scored) >= 2 and store.frontier()
