@@ -6,7 +6,7 @@ import pytest
 
 from sandbox.knobs import KnobTableError, parse_knob_table, rewrite_knob_defaults
 
-PROGRAM = '''\
+PROGRAM = """\
 import os  # the program is never imported by the parser
 
 def Knob(name, type, default, **kw):
@@ -20,14 +20,20 @@ KNOBS = [
     Knob("TIE_EMBEDDINGS", bool, True, choices=(True, False)),
     Knob("DATA_PATH", str, "./data"),
 ]
-'''
+"""
 
 
 def test_parses_every_field_in_declaration_order():
     knobs = parse_knob_table(PROGRAM)
     assert [k.name for k in knobs] == ["NUM_LAYERS", "MATRIX_LR", "COMPRESSOR", "TIE_EMBEDDINGS", "DATA_PATH"]
     layers, lr, comp, tie, data = knobs
-    assert (layers.type, layers.default, layers.low, layers.high, layers.help) == ("int", 9, 2, 16, "transformer blocks")
+    assert (layers.type, layers.default, layers.low, layers.high, layers.help) == (
+        "int",
+        9,
+        2,
+        16,
+        "transformer blocks",
+    )
     assert lr.log and lr.low == 0.005 and lr.default == 0.04
     assert comp.choices == ("auto", "zlib", "zstd")
     assert tie.type == "bool" and tie.default is True
