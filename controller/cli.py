@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from controller.cli_review import register as register_review
+from controller.worker import register_worker
 from sandbox.errors import HarnessError
 
 app = typer.Typer(help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True)
 data_app = typer.Typer(help="Challenge-format data: fetch the official shards or build them from text.")
-app.add_typer(data_app, name="data")
 console = Console()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +38,8 @@ def _say(line: str) -> None:
     console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
 
 
-def _run_campaign(config) -> None:
+def _run_campaign(campaign: Path, config) -> None:
+    from controller.cli_review import leaderboard
     from controller.loop import Controller
     from controller.workspace import open_workspace
 
@@ -50,42 +49,7 @@ def _run_campaign(config) -> None:
         controller = Controller(ws, say=_say)
         why = controller.run()
         _say(f"campaign stopped: {why}")
-        _print_leaderboard(controller.archive, config.search.explore_tier, limit=10)
-
-
-def _print_leaderboard(archive, tier: str, limit: int = 20) -> None:
-    seed = next((c for c in archive if c.parent_trial is None and c.tier == tier), None)
-    table = Table(title=f"leaderboard ({tier} tier)")
-    for column in (
-        "trial",
-        "bpb",
-        "seeds",
-        "Δ parent",
-        "Δ seed",
-        "bytes",
-        "train s",
-        "confirmed",
-        "hypothesis",
-    ):
-        table.add_column(column, overflow="fold")
-    ranked = sorted(c for c in archive if c.tier == tier and c.val_bpb is not None)
-    for c in ranked[:limit]:
-        parent = archive.get(c.parent_trial) if c.parent_trial in archive else None
-        d_parent = f"{c.val_bpb - parent.val_bpb:+.4f}" if parent and parent.val_bpb is not None else ""
-        d_seed = f"{c.val_bpb - seed.val_bpb:+.4f}" if seed and seed.val_bpb is not None else ""
-        table.add_row(
-            str(c.trial),
-            f"{c.val_bpb:.4f}"
-            + ("" if c.eligible else f" ({c.status}{', suspicious' if c.suspicious else ''})"),
-            str(max(1, len(c.seed_bpbs))),
-            d_parent,
-            d_seed,
-            f"{c.artifact_bytes:,}" if c.artifact_bytes is not None else "",
-            f"{c.train_seconds:.1f}" if c.train_seconds is not None else "",
-            "yes" if c.confirmed else "",
-            c.hypothesis[:70],
-        )
-    console.print(table)
+    leaderboard(campaign, limit=10)
 
 
 @app.command()
@@ -99,7 +63,7 @@ def demo(
         config = _load(DEMO_CAMPAIGN)
         if not resume and config.run_dir.exists():
             shutil.rmtree(config.run_dir)
-        _run_campaign(config)
+        _run_campaign(DEMO_CAMPAIGN, config)
     except HarnessError as exc:
         raise _fail(exc) from exc
 
@@ -108,45 +72,9 @@ def demo(
 def run(campaign: Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]) -> None:
     """Start or resume a campaign. Ctrl-C once: finish running trials and stop; twice: kill them."""
     try:
-        _run_campaign(_load(campaign))
+        _run_campaign(campaign, _load(campaign))
     except HarnessError as exc:
         raise _fail(exc) from exc
-
-
-@app.command()
-def leaderboard(
-    campaign: Annotated[Path, typer.Argument(help="campaign file")],
-    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
-) -> None:
-    """Feasible candidates ranked by BPB."""
-    from controller.records import rebuild_archive
-    from controller.study import CampaignStudy
-
-    try:
-        config = _load(campaign)
-        archive = rebuild_archive(CampaignStudy.from_config(config).trials())
-    except HarnessError as exc:
-        raise _fail(exc) from exc
-    tier = config.search.explore_tier
-    if as_json:
-        rows = [
-            {
-                "trial": c.trial,
-                "val_bpb": c.val_bpb,
-                "seed_bpbs": list(c.seed_bpbs),
-                "artifact_bytes": c.artifact_bytes,
-                "train_seconds": c.train_seconds,
-                "status": str(c.status),
-                "confirmed": c.confirmed,
-                "hypothesis": c.hypothesis,
-                "commit": c.commit,
-                "parent_trial": c.parent_trial,
-            }
-            for c in sorted(c for c in archive if c.tier == tier and c.val_bpb is not None)
-        ]
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-        return
-    _print_leaderboard(archive, tier)
 
 
 @data_app.command("fetch")
@@ -198,6 +126,11 @@ def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabu
     except DataError as exc:
         raise _fail(exc) from exc
     console.print(f"dataset: {built.dataset_dir}\ntokenizer: {built.tokenizer_path}")
+
+
+app.add_typer(data_app, name="data")
+register_review(app)
+register_worker(app)
 
 
 def main() -> None:

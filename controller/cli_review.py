@@ -18,7 +18,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.table import Table
 
 from sandbox.errors import HarnessError
@@ -152,10 +151,21 @@ def leaderboard(
 
 
 def _print_diff(text: str) -> None:
+    """The diff in colour, long lines left whole (soft wrap) so nothing is cut off."""
     if not text:
         console.print("[dim](no diff)[/]")
         return
-    console.print(Syntax(text, "diff", theme="ansi_dark", word_wrap=False))
+    for line in text.splitlines():
+        style = None
+        if line.startswith(("+++", "---", "diff ", "index ")):
+            style = "bold"
+        elif line.startswith("+"):
+            style = "green"
+        elif line.startswith("-"):
+            style = "red"
+        elif line.startswith("@@"):
+            style = "cyan"
+        console.print(line, style=style, highlight=False, markup=False, soft_wrap=True)
 
 
 def show(

@@ -15,20 +15,18 @@ import logging
 import queue
 import random
 import signal
-import tempfile
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
-from agent.errors import ProposerExhausted
-from agent.proposal import GiveUp, Outcome, Proposal
-from controller.archive import Archive, Candidate, Operation
+from agent.proposal import Outcome, Proposal
+from controller.archive import Archive, Operation
 from controller.confirm import ConfirmBook
-from controller.context import build_context
+from controller.planning import Planning
 from controller.records import ATTR_PROMOTED, ATTR_PROMOTES, rebuild_archive, with_confirmed, with_extra_seed
+from controller.requests import request_attrs
 from controller.study import TrialHandle
 from controller.trial import (
     TrialPlan,
@@ -37,14 +35,13 @@ from controller.trial import (
     confirm_attrs,
     knob_overrides,
     note_extra_seed,
+    program_knobs,
     record_candidate,
     run_plan,
     tell_study,
-    write_trial_log,
 )
 from controller.workspace import Workspace
-from sandbox import GpuPool, RunResult, RunStatus, preflight
-from sandbox.knobs import parse_knob_table
+from sandbox import GpuPool, RunResult, RunStatus
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +69,7 @@ class LoopStats:
     running: int = 0
 
 
-class Controller:
+class Controller(Planning):
     def __init__(
         self, ws: Workspace, *, say: Callable[[str], None] = print, peers: Peers | None = None
     ) -> None:
@@ -93,6 +90,7 @@ class Controller:
         self.stats = LoopStats(started=time.monotonic())
         self.explore = self.config.search.explore_tier
         self.exhausted: set[Operation] = set()
+        self.requests_taken: set[str] = set()  # request ids a plan was made for (controller.requests)
         # Plans handed to a worker that has not asked the study yet: the trial budget counts them, or
         # with several slots the main loop launches past max_trials before the workers' asks land.
         self.launching = 0
@@ -171,144 +169,6 @@ class Controller:
             return f"LLM budget reached (${spent:.2f} of ${budget.max_llm_usd:.2f})"
         return None
 
-    # ------------------------------------------------------------------ planning
-
-    def seed_plan(self) -> TrialPlan | None:
-        """The seed program's first run, unless it has one on the explore tier."""
-        if any(c.operation is Operation.SEED and c.tier == self.explore for c in self.archive):
-            return None
-        return TrialPlan(operation=Operation.SEED, tier_name=self.explore, parent=None)
-
-    def make_plan(self) -> TrialPlan | None:
-        """Draw an operation and a parent and get a proposal; None when nothing can be proposed now."""
-        if self.peers.shared:
-            self.refresh()
-        with self.lock:
-            try:
-                parent = self.archive.select_parent(
-                    self.rng,
-                    self.config.frontier.k,
-                    self.config.frontier.child_bonus,
-                    self.explore,
-                    self.pending_children,
-                )
-            except LookupError:
-                return None
-            exclude = frozenset({Operation.HYPOTHESIS, Operation.CONFIRM} | self.exhausted)
-            operation = self.config.operations.draw(self.rng, exclude=exclude)
-            self.pending_children[parent.trial] += 1
-            context = build_context(
-                store=self.ws.store,
-                archive=self.archive,
-                parent=parent,
-                entry=self.ws.entry,
-                operation=str(operation),
-                failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
-                tier=self.explore,
-            )
-        proposer = self.ws.proposers[operation]
-        if proposer.name == "knobs":  # no code proposer configured: the draw becomes a tuning trial
-            operation = Operation.TUNE
-        try:
-            proposal = proposer.propose(context, self._check_program(parent))
-        except ProposerExhausted:
-            self.say(f"{proposer.name} proposer has no proposals left; {operation} is now done by tuning")
-            with self.lock:
-                self.exhausted.add(operation)
-                self.pending_children[parent.trial] -= 1
-            return self.make_plan() if Operation.TUNE not in self.exhausted else None
-        if isinstance(proposal, GiveUp):
-            self._record_give_up(parent, operation, proposal)
-            with self.lock:
-                self.pending_children[parent.trial] -= 1
-            return None
-        return TrialPlan(operation=operation, tier_name=self.explore, parent=parent, proposal=proposal)
-
-    def _check_program(self, parent: Candidate) -> Callable[[str], tuple[str, ...]]:
-        """The agent's program check: the static knob table, then (when configured) a CPU smoke run,
-        so a crash goes back to the agent as a repair turn instead of costing a trial."""
-        parent_source = self.ws.store.files_at(parent.commit)[self.ws.entry]
-
-        def check(source: str) -> tuple[str, ...]:
-            knobs = parse_knob_table(source, filename=self.ws.entry)
-            if source != parent_source and self.config.search.preflight_smoke:
-                report = self._smoke(source, parent_source)
-                if not report.ok:
-                    raise ValueError(
-                        f"the program failed its preflight at stage '{report.stage}': {report.reason}\n"
-                        f"{report.log_excerpt[-1500:]}"
-                    )
-            return tuple(k.name for k in knobs)
-
-        return check
-
-    def _smoke(self, source: str, parent_source: str | None):  # -> PreflightReport
-        with tempfile.TemporaryDirectory(prefix="autogolf-preflight-") as tmp:
-            program = Path(tmp) / "program"
-            program.mkdir()
-            (program / self.ws.entry).write_text(source, encoding="utf-8")
-            knobs = parse_knob_table(source, filename=self.ws.entry)
-            smoke = self.config.tiers.get("smoke")
-            return preflight(
-                program,
-                entry=self.ws.entry,
-                data=self.ws.data,
-                smoke_knobs=knob_overrides(smoke, "smoke", knobs),
-                parent_source=parent_source,
-                limits=smoke.limits(),
-                backend=self.config.sandbox.backend,
-                docker_image=self.config.sandbox.image,
-                timeout_seconds=smoke.train_seconds + smoke.eval_seconds + smoke.startup_grace_seconds,
-                out_dir=Path(tmp) / "out",
-            )
-
-    def _record_give_up(self, parent: Candidate, operation: Operation, give_up: GiveUp) -> None:
-        """A proposal that never became a program is still a trial: a FAIL with the reason."""
-        with self.lock:
-            handle = self.ws.study.ask(parent, [], {}, tier=self.explore, operation=operation)
-            self.ws.study.fail(
-                handle,
-                f"gave up: {give_up.reason}",
-                {
-                    "turns": give_up.turns,
-                    "cost_usd": give_up.usage.cost_usd,
-                    "tokens": give_up.usage.prompt_tokens + give_up.usage.completion_tokens,
-                },
-            )
-            write_trial_log(
-                self.ws,
-                handle.number,
-                [f"gave up after {give_up.turns} turns: {give_up.reason}", *give_up.transcript],
-            )
-            self.failed_attempts.setdefault(parent.trial, []).append(
-                Outcome(hypothesis="(no usable proposal)", status="gave_up", note=give_up.reason[:300])
-            )
-            self.stats.gave_up += 1
-        self.say(
-            f"trial {handle.number}: gave up on a proposal for parent {parent.trial}: {give_up.reason.splitlines()[0][:160]}"
-        )
-
-    def _produce(self) -> None:
-        """Producer thread: keep QUEUE_AHEAD plans ready."""
-        idle = 0.0
-        while not self.stopping.is_set():
-            try:
-                plan = self.make_plan()
-            except Exception as exc:  # a harness fault in the agent (LLM down): report and back off
-                self.say(f"proposal failed: {exc}")
-                plan = None
-                idle = min(60.0, idle * 2 or 2.0)
-            if plan is None:
-                self.stopping.wait(idle or 0.2)
-                continue
-            idle = 0.0
-            while not self.stopping.is_set():
-                try:
-                    self.plans.put(plan, timeout=0.2)
-                    break
-                except queue.Full:
-                    continue
-
     # ------------------------------------------------------------------ executing
 
     def execute(self, plan: TrialPlan, gpus: tuple[int, ...]) -> None:
@@ -351,19 +211,22 @@ class Controller:
         ws = self.ws
         tier = self.config.tiers.get(plan.tier_name)
         source = child_source(ws, plan)
-        knobs = parse_knob_table(source, filename=ws.entry)
-        tier_env = knob_overrides(tier, plan.tier_name, knobs)
+        knobs = program_knobs(source, ws.entry, allow_missing=plan.operation is Operation.SEED)
+        # A program without a knob table (an imported seed) runs with its own defaults.
+        tier_env = knob_overrides(tier, plan.tier_name, knobs) if knobs else {}
         by_name = {k.name: k for k in knobs}
         fixed: dict[str, object] = {}
         for name, text in {**tier_env, **(plan.proposal.knob_values if plan.proposal else {})}.items():
             fixed[name] = by_name[name].parse(text) if name in by_name else text
-        if plan.operation is not Operation.TUNE:  # only tuning samples; other operations keep the defaults
+        if not plan.samples_knobs:  # only tuning samples; other plans keep the defaults and what they name
             fixed = {**{k.name: k.default for k in knobs}, **fixed}
         with self.lock:
             if plan.requeued is not None:
                 handle = plan.requeued
             else:
                 attrs: dict[str, object] = {"hypothesis": plan.hypothesis, "seed": plan.seed}
+                if plan.request is not None:
+                    attrs.update(request_attrs(plan.request))
                 if plan.proposal is not None:
                     usage = plan.proposal.usage
                     attrs.update(
@@ -393,18 +256,6 @@ class Controller:
                 return
         result, changed, _ = run_plan(ws, plan, handle, tier, tier_env, gpus, self.interrupt)
         self._record(plan, handle, result, changed)
-
-    def _smoke_knobs(self, plan: TrialPlan, values, source: str):
-        """A knob-only trial gets the same CPU smoke run (a sampled shape can crash: heads ∤ width)."""
-        if not self.config.search.preflight_smoke:
-            return None
-        from sandbox.knobs import rewrite_knob_defaults
-
-        tier_env = knob_overrides(
-            self.config.tiers.get(plan.tier_name), plan.tier_name, parse_knob_table(source)
-        )
-        bake = {n: v for n, v in values.items() if n not in tier_env}
-        return self._smoke(rewrite_knob_defaults(source, bake), None)
 
     def _record(self, plan: TrialPlan, handle, result: RunResult, changed) -> None:
         ws = self.ws
@@ -570,8 +421,11 @@ class Controller:
                 lease = pool.acquire(need, timeout=0.5)
                 break
             except TimeoutError:
-                if self.interrupt.is_set():
+                if self.interrupt.is_set() or self.stopping.is_set():
                     return
+        if self.stopping.is_set():  # Ctrl-C came while this plan waited for a slot: start nothing new
+            lease.release()
+            return
 
         def body() -> None:
             with lease:

@@ -272,20 +272,37 @@ def llm_spend(run_dir: Path) -> float:
 
 
 def _live_controller(run_dir: Path) -> int | None:
-    """The pid written in controller.lock when that process still exists (same machine only).
+    """The pid of the process holding controller.lock on this machine, or None.
 
-    The lock itself is not probed: taking it, even briefly, could make a starting controller fail.
+    Read from ``/proc/locks`` rather than by taking the lock: taking it, even briefly, could make a
+    controller that starts at that moment fail. Where /proc/locks is missing, the pid written in the
+    file counts when that process exists (a weaker test: the file keeps the last holder's pid).
     """
+    lock = run_dir / "controller.lock"
     try:
-        pid = int((run_dir / "controller.lock").read_text().strip())
-    except (FileNotFoundError, ValueError):
+        inode = lock.stat().st_ino
+        pid_text = lock.read_text().strip()
+    except OSError:
         return None
     try:
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return _pid_if_alive(pid_text)
+    for line in table.splitlines():
+        fields = line.split()  # 1: FLOCK  ADVISORY  WRITE 452 00:2d:12345 0 EOF
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5].rsplit(":", 1)[-1] == str(inode):
+            return int(fields[4])
+    return None
+
+
+def _pid_if_alive(text: str) -> int | None:
+    try:
+        pid = int(text)
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ValueError, ProcessLookupError):
         return None
     except PermissionError:
-        return pid
+        return int(text)
     return pid
 
 

@@ -27,6 +27,7 @@ from controller.records import (
     candidate_from_result,
     result_note,
 )
+from controller.requests import Request
 from controller.study import TrialHandle, limit_constraints
 from controller.workspace import Workspace
 from sandbox import RunResult, RunSpec, RunStatus
@@ -50,6 +51,12 @@ class TrialPlan:
     seed: int = BASE_SEED
     hypothesis_id: str | None = None
     requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
+    request: Request | None = None  # the queued request (controller.requests) this trial serves
+
+    @property
+    def samples_knobs(self) -> bool:
+        """Only tuning samples; a queued knob request sets exactly what it names, like any other plan."""
+        return self.operation is Operation.TUNE and not (self.proposal and self.proposal.knob_values)
 
     @property
     def hypothesis(self) -> str:
@@ -70,6 +77,13 @@ class TrialOutcome:
     attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
+def program_knobs(source: str, entry: str, *, allow_missing: bool = False) -> list[Knob]:
+    """The program's knob table; an imported seed may have none (it then runs with its own defaults)."""
+    if allow_missing and "KNOBS" not in source:
+        return []
+    return parse_knob_table(source, filename=entry)
+
+
 def knob_overrides(tier: TierConfig, tier_name: str, knobs: list[Knob]) -> dict[str, str]:
     """The tier's fixed settings as environment strings (ConfigError when they do not fit the program)."""
     return tier.knob_env(knobs, tier_name)
@@ -86,7 +100,7 @@ def prepare_program(
     changed: dict[str, str] = dict(plan.proposal.files) if plan.proposal else {}
     files.update(changed)
     source = files[ws.entry]
-    defaults = {k.name: k.default for k in parse_knob_table(source, filename=ws.entry)}
+    defaults = {k.name: k.default for k in program_knobs(source, ws.entry, allow_missing=plan.parent is None)}
     bake = {n: v for n, v in values.items() if n in defaults and n not in tier_env and v != defaults[n]}
     if bake:
         files[ws.entry] = changed[ws.entry] = rewrite_knob_defaults(source, bake, filename=ws.entry)
@@ -124,10 +138,13 @@ def run_plan(
     program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
     pruned = threading.Event()
 
+    # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
+    prunable = plan.operation in (Operation.MUTATE, Operation.TUNE, Operation.HYPOTHESIS)
+
     def on_event(event: Any) -> str | None:
         if interrupt.is_set():
             return "stop"
-        if ws.study.report(handle, event.step, event.train_loss):
+        if ws.study.report(handle, event.step, event.train_loss) and prunable:
             pruned.set()
             return "stop"
         return None
@@ -186,7 +203,7 @@ def record_candidate(
     commit = ws.store.record(
         trial=handle.number,
         parent_commit=parent_commit,
-        files=dict(changed) if plan.parent is not None else None,
+        files=dict(changed) or None,
         message_title=plan.hypothesis or f"trial {handle.number}",
         message_body=rationale,
         trailers=trailers_for(plan, result),
