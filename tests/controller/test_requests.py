@@ -162,8 +162,6 @@ def test_markdown_notes_split_at_headings():
     assert hypotheses_from_markdown("one idea\nover two lines\n") == ["one idea\nover two lines"]
 
 
-
-
 def test_a_queued_hypothesis_becomes_a_trial_that_carries_its_id(tmp_path, tiny_data):
     config = write_campaign(
         tmp_path / "camp", tiny_data, max_trials=3, operations="mutate = 0.0\ntune = 1.0\nhypothesis = 1.0"
