@@ -25,6 +25,7 @@ from agent.proposal import Outcome, Proposal
 from controller.archive import Archive, Operation
 from controller.confirm import ConfirmBook
 from controller.planning import Planning
+from controller.prepared import load_prepared, save_prepared
 from controller.records import ATTR_PROMOTED, ATTR_PROMOTES, rebuild_archive, with_confirmed, with_extra_seed
 from controller.requests import request_attrs
 from controller.study import TrialHandle
@@ -90,6 +91,7 @@ class Controller(Planning):
         self.stats = LoopStats(started=time.monotonic())
         self.explore = self.config.search.explore_tier
         self.exhausted: set[Operation] = set()
+        self.leftover: list[TrialPlan] = []  # plans a stop left unstarted (controller.prepared)
         self.requests_taken: set[str] = set()  # request ids a plan was made for (controller.requests)
         # Plans handed to a worker that has not asked the study yet: the trial budget counts them, or
         # with several slots the main loop launches past max_trials before the workers' asks land.
@@ -343,6 +345,12 @@ class Controller(Planning):
         )
         for handle in self._requeued():
             self.urgent.append(handle)
+        for plan in load_prepared(self.ws.run_dir, self.archive, self.say):
+            self.urgent.append(plan)
+            if plan.request is not None:
+                self.requests_taken.add(plan.request.id)
+            if plan.parent is not None and plan.operation is not Operation.CONFIRM:
+                self.pending_children[plan.parent.trial] += 1
         seed = self.seed_plan()
         producer = threading.Thread(target=self._produce, name="proposals", daemon=True)
         workers: list[threading.Thread] = []
@@ -372,7 +380,23 @@ class Controller(Planning):
             self.stopping.set()
             self._wait(workers)
             signal.signal(signal.SIGINT, previous)
+            self._keep_prepared(producer)
         return why
+
+    def _keep_prepared(self, producer: threading.Thread) -> None:
+        """Save the plans that were prepared but never started, so a resume runs them first."""
+        if producer.is_alive():
+            producer.join(timeout=2.0)  # a proposal finishing right now is worth keeping
+        while True:
+            try:
+                self.leftover.append(self.plans.get_nowait())
+            except queue.Empty:
+                break
+        self.leftover.extend(self.urgent)
+        self.urgent.clear()
+        kept = save_prepared(self.ws.run_dir, self.leftover)
+        if kept:
+            self.say(f"kept {kept} prepared plan(s) for the next start")
 
     def _next_plan(self) -> TrialPlan | None:
         try:
@@ -422,9 +446,11 @@ class Controller(Planning):
                 break
             except TimeoutError:
                 if self.interrupt.is_set() or self.stopping.is_set():
+                    self.leftover.append(plan)
                     return
         if self.stopping.is_set():  # Ctrl-C came while this plan waited for a slot: start nothing new
             lease.release()
+            self.leftover.append(plan)
             return
 
         def body() -> None:

@@ -55,6 +55,7 @@ class Planning:
     stats: LoopStats
     confirms: ConfirmBook
     requests_taken: set[str]
+    leftover: list[TrialPlan]
 
     def refresh(self) -> None: ...
     def budget_left(self) -> str | None: ...
@@ -197,7 +198,11 @@ class Planning:
                 self.stopping.wait(idle or 0.2)
                 continue
             idle = 0.0
-            while not self.stopping.is_set():
+            while True:
+                if self.stopping.is_set():
+                    with self.lock:
+                        self.leftover.append(plan)
+                    return
                 try:
                     self.plans.put(plan, timeout=0.2)
                     break

@@ -63,7 +63,9 @@ class SharedStore(GitStore):
         if self.remote is not None and any(t not in recorded for t in ordered_trials):
             self.remote.pull()
             recorded = self.recorded_trials()
-        super().set_frontier([t for t in ordered_trials if t in recorded])
+        known = [t for t in ordered_trials if t in recorded]
+        if known or not ordered_trials:
+            super().set_frontier(known)
 
     # A peer tells the study a moment before it pushes, so a parent drawn from the study can be missing
     # here for that moment: reads of a missing commit pull (for up to ~5 s) before they give up.

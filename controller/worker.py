@@ -37,7 +37,7 @@ from typing import Annotated, Any
 import typer
 
 from controller.errors import ControllerError
-from controller.gitstore import GitStore
+from controller.gitstore import SEED_REF, GitStore
 from controller.loop import Controller, Peers
 from controller.records import rebuild_archive
 from controller.remote import SharedRemote, SharedStore
@@ -293,6 +293,8 @@ class WorkerPeers(Peers):
             try:
                 self.study.beat()
                 self._publish_programs()
+                # Here as well as before each plan: a worker busy with urgent confirm runs plans nothing.
+                self.recover()
             except Exception:  # a missed beat is retried next time; the grace period covers a few
                 log.exception("heartbeat failed")
 
@@ -360,6 +362,26 @@ def run_worker(
     return why
 
 
+def sync_review_copy(config, *, storage: str, git_remote: str) -> Path:
+    """Fill the campaign's own run folder's repository from the shared remote, with ``best/*`` set from
+    the shared study, so review commands (leaderboard, show, report, export) work on this machine."""
+    config = config.model_copy(update={"study": config.study.model_copy(update={"storage": storage})})
+    store = SharedStore(config.run_dir.resolve() / "repo")
+    remote = SharedRemote(store, git_remote)
+    if SEED_REF not in remote.remote_refs_now():
+        raise ControllerError(
+            f"the shared remote {git_remote} holds no campaign yet", hint="start a worker first"
+        )
+    remote.adopt_seed()
+    seed = config.campaign.seed_program
+    store.init({seed.name: seed.read_text(encoding="utf-8")})
+    store.remote = remote
+    remote.pull()
+    archive = rebuild_archive(CampaignStudy.from_config(config).trials())
+    store.set_frontier([c.trial for c in archive.frontier(config.frontier.k, config.search.explore_tier)])
+    return store.path
+
+
 def _wait_for_seed(controller: Controller, peers: WorkerPeers) -> None:
     """Only one worker runs the seed program (the one that claims it); the others wait for its score.
     If the claimant never even asks its seed trial within the grace period, run it here."""
@@ -415,12 +437,19 @@ def register_worker(app) -> None:
         grace_seconds: Annotated[
             float, typer.Option(help="silence after which a worker's running trials are re-run")
         ] = 60.0,
+        sync_only: Annotated[
+            bool, typer.Option(help="only copy the shared remote into this machine's run folder, for review")
+        ] = False,
     ) -> None:
         """Join a campaign shared by many machines: one study (--storage), one git remote."""
         from controller.cli import _fail, _load, _say
         from sandbox.errors import HarnessError
 
         try:
+            if sync_only:
+                path = sync_review_copy(_load(campaign), storage=storage, git_remote=git_remote)
+                _say(f"review copy of the shared campaign in {path}")
+                return
             why = run_worker(
                 _load(campaign),
                 storage=storage,

@@ -148,7 +148,9 @@ def test_three_workers_share_one_study_and_recover_a_killed_worker(tmp_path, tin
     best = min(scored, key=lambda n: scored[n])
     assert refs["refs/heads/best/1"] == dict(recorded)[best]
 
-    # A fourth process, on any machine that reaches the storage, sees the same leaderboard.
+    # A fourth process, on any machine that reaches the storage and the remote, sees the same leaderboard.
+    sync = [sys.executable, "-m", "controller.cli", "worker", str(toml), "--storage", postgres_url]
+    subprocess.run([*sync, "--git-remote", str(remote), "--sync-only"], cwd=REPO_ROOT, check=True)
     board = subprocess.run(
         [sys.executable, "-m", "controller.cli", "leaderboard", str(toml), "--json"],
         cwd=REPO_ROOT,
