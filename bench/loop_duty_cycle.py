@@ -150,6 +150,10 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
     steady_start = runs[1][0] if len(runs) > 1 else started
     steady_end = runs[-1][0]
     steady_inside = sum(max(0.0, min(end, steady_end) - max(start, steady_start)) for start, end, _ in runs)
+    # After the fill: the seed run ends, then one producer thread makes the first proposals one at a
+    # time, so slot k waits k x the LLM latency once. From the run that first fills every slot on:
+    fill_end = runs[min(slots, len(runs) - 1)][0]
+    filled_inside = sum(max(0.0, min(end, steady_end) - max(start, fill_end)) for start, end, _ in runs)
     worker_overheads = [
         (e_end - e_start)
         - sum(
@@ -169,6 +173,8 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
         "wall_seconds": ended - started,
         "duty_cycle": inside / (slots * (ended - started)),
         "duty_cycle_steady": steady_inside / (slots * (steady_end - steady_start)),
+        "fill_seconds_after_seed": fill_end - steady_start,
+        "duty_cycle_after_fill": filled_inside / (slots * max(1e-9, steady_end - fill_end)),
         "worker_overhead_median_s": statistics.median(worker_overheads),
         "worker_overhead_max_s": max(worker_overheads),
         **{f"step {name} median_s": statistics.median(times) for name, times in sorted(steps.items())},
@@ -197,7 +203,8 @@ def main() -> None:
             f"{key}: {value:.3f}" if isinstance(value, float) else f"{key}: {value}"
             for key, value in numbers.items()
         ),
-        f"target duty cycle >= 0.95 (steady): {'met' if numbers['duty_cycle_steady'] >= 0.95 else 'MISSED'}",
+        f"target duty cycle >= 0.95: steady {'met' if numbers['duty_cycle_steady'] >= 0.95 else 'MISSED'}, "
+        f"after fill {'met' if numbers['duty_cycle_after_fill'] >= 0.95 else 'MISSED'}",
         f"target overhead < 0.5 s/trial (worker median): "
         f"{'met' if numbers['worker_overhead_median_s'] < 0.5 else 'MISSED'}",
     ]
