@@ -426,7 +426,7 @@ def dashboard(
     port: Annotated[int, typer.Option()] = 8080,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
 ) -> None:
-    """Start optuna-dashboard on the campaign's study (each trial's note_markdown holds its diff)."""
+    """Start optuna-dashboard on the campaign's study; each trial's note holds its hypothesis and diff."""
     try:
         config = _config(campaign)
     except HarnessError as exc:

@@ -1,8 +1,8 @@
 """The unattended search loop: plan trials, keep the slots busy, record every result, stop cleanly.
 
 Threads: the main thread schedules (takes a plan, waits for a slot, starts a worker); one producer
-thread prepares proposals ahead (the LLM is slow, so the next proposals are ready before a slot
-frees up); one worker thread per running trial. Every write to the study, the git store and the
+thread per slot prepares proposals ahead (the LLM is slow, so the next proposals are ready before a
+slot frees up); one worker thread per running trial. Every write to the study, the git store and the
 archive happens under one lock, in the order described in controller.trial.
 
 Ctrl-C once: no new trials; running ones finish and are recorded. Twice: running ones are killed
@@ -352,7 +352,12 @@ class Controller(Planning):
             if plan.parent is not None and plan.operation is not Operation.CONFIRM:
                 self.pending_children[plan.parent.trial] += 1
         seed = self.seed_plan()
-        producer = threading.Thread(target=self._produce, name="proposals", daemon=True)
+        # One producer per slot: with a slow LLM, a single producer starves slots once slots x latency
+        # exceeds a run (measured in bench/loop_duty_cycle.py).
+        producers = [
+            threading.Thread(target=self._produce, name=f"proposals-{i}", daemon=True)
+            for i in range(max(1, pool.total))
+        ]
         workers: list[threading.Thread] = []
         previous = _install_sigint(self)
         why = ""
@@ -362,7 +367,8 @@ class Controller(Planning):
                 if not why:
                     self._launch(seed, pool, workers)
                     self._wait(workers)  # every other plan needs a scored parent
-            producer.start()
+            for producer in producers:
+                producer.start()
             while not why:
                 if self.stopping.is_set():
                     why = "stopped by the user"
@@ -380,13 +386,15 @@ class Controller(Planning):
             self.stopping.set()
             self._wait(workers)
             signal.signal(signal.SIGINT, previous)
-            self._keep_prepared(producer)
+            self._keep_prepared(producers)
         return why
 
-    def _keep_prepared(self, producer: threading.Thread) -> None:
+    def _keep_prepared(self, producers: list[threading.Thread]) -> None:
         """Save the plans that were prepared but never started, so a resume runs them first."""
-        if producer.is_alive():
-            producer.join(timeout=2.0)  # a proposal finishing right now is worth keeping
+        deadline = time.monotonic() + 2.0  # a proposal finishing right now is worth keeping
+        for producer in producers:
+            if producer.is_alive():
+                producer.join(timeout=max(0.0, deadline - time.monotonic()))
         while True:
             try:
                 self.leftover.append(self.plans.get_nowait())

@@ -303,6 +303,11 @@ class CampaignStudy:
         """The trial's note for optuna-dashboard, kept as user attribute ``note_markdown``."""
         note = f"### {hypothesis}\n\n```diff\n{diff}\n```\n" if diff else f"### {hypothesis}\n"
         self.set_attrs(handle, {"note_markdown": note})
+        try:  # optuna-dashboard shows its own notes next to each trial; optional dependency
+            from optuna_dashboard import save_note
+        except ImportError:
+            return
+        save_note(_live(handle), note)
 
     def tell(
         self,

@@ -137,6 +137,18 @@ def test_notes_for_the_dashboard_hold_hypothesis_and_diff(tmp_path):
     assert note.startswith("### Wider MLP") and "+MLP_MULT = 3" in note
 
 
+def test_dashboard_note_is_saved_where_optuna_dashboard_reads_it(tmp_path):
+    dashboard_notes = pytest.importorskip("optuna_dashboard._note", reason="optuna-dashboard not installed")
+    study = open_study(tmp_path)
+    handle = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
+    study.set_note(handle, "Wider MLP", "-MLP_MULT = 2\n+MLP_MULT = 3")
+    raw = study._study  # the dashboard reads the study's system attributes, keyed by trial id
+    attrs = raw._storage.get_study_system_attrs(raw._study_id)
+    trial_id = raw.get_trials(deepcopy=False)[0]._trial_id
+    note = dashboard_notes.get_note_from_system_attrs(attrs, trial_id)
+    assert note["body"].startswith("### Wider MLP") and "+MLP_MULT = 3" in note["body"]
+
+
 def test_recover_stale_fails_dead_runs_and_requeues_them_once(tmp_path):
     before = open_study(tmp_path)
     alive = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p1"})
