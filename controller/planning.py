@@ -188,6 +188,9 @@ class Planning:
         """Producer thread: keep QUEUE_AHEAD plans ready."""
         idle = 0.0
         while not self.stopping.is_set():
+            if self.budget_left():  # a give-up is a trial too: none past the budget
+                self.stopping.wait(0.5)
+                continue
             try:
                 plan = self.make_plan()
             except Exception as exc:  # a harness fault in the agent (LLM down): report and back off

@@ -104,12 +104,8 @@ def _fits_type(value: object, type_name: KnobType) -> bool:
     return isinstance(value, str)
 
 
-def parse_knob_table(source: str, *, filename: str = "<program>") -> list[Knob]:
-    """Read the ``KNOBS = [...]`` table from program source without importing it.
-
-    Returns the knobs in declaration order. Raises :class:`KnobTableError` naming the line and the
-    problem when the source does not parse, has no table, has two, or holds a non-literal entry.
-    """
+def _table_literal(source: str, filename: str) -> ast.List | ast.Tuple:
+    """The list literal assigned to the one module-level ``KNOBS``; KnobTableError otherwise."""
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
@@ -133,6 +129,16 @@ def parse_knob_table(source: str, *, filename: str = "<program>") -> list[Knob]:
         raise KnobTableError(
             f"{filename}:{tables[0].lineno}: KNOBS must be a list literal of Knob(...) calls"
         )
+    return value
+
+
+def parse_knob_table(source: str, *, filename: str = "<program>") -> list[Knob]:
+    """Read the ``KNOBS = [...]`` table from program source without importing it.
+
+    Returns the knobs in declaration order. Raises :class:`KnobTableError` naming the line and the
+    problem when the source does not parse, has no table, has two, or holds a non-literal entry.
+    """
+    value = _table_literal(source, filename)
     knobs: list[Knob] = []
     seen: set[str] = set()
     for entry in value.elts:
@@ -208,18 +214,9 @@ def rewrite_knob_defaults(source: str, values: dict[str, KnobValue], *, filename
     that is not in the table or a value of the wrong type.
     """
     knobs = {k.name: k for k in parse_knob_table(source, filename=filename)}
-    tree = ast.parse(source, filename=filename)
-    table = next(
-        node
-        for node in tree.body
-        if isinstance(node, ast.Assign)
-        and any(isinstance(t, ast.Name) and t.id == "KNOBS" for t in node.targets)
-        or isinstance(node, ast.AnnAssign)
-        and isinstance(node.target, ast.Name)
-        and node.target.id == "KNOBS"
-    )
+    table = _table_literal(source, filename)
     replacements: list[tuple[ast.expr, str]] = []
-    for entry in table.value.elts:  # type: ignore[union-attr]
+    for entry in table.elts:
         name = ast.literal_eval(entry.args[0])  # type: ignore[attr-defined]
         if name not in values:
             continue
