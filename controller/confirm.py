@@ -35,8 +35,8 @@ class ConfirmBook:
 
     def record_for(self, archive: Archive, source: Candidate) -> Candidate | None:
         """The program's record on the confirm tier, if it has one."""
-        if source.tier == self.tier_name:
-            return source
+        if source.tier == self.tier_name:  # the archive's copy: it holds every seed recorded since
+            return archive.get(source.trial) if source.trial in archive else source
         for candidate in archive:
             if (
                 candidate.operation is Operation.CONFIRM

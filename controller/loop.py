@@ -140,7 +140,7 @@ class Controller(Planning):
         )
         handle = self.ws.study.handle_for_running(number)
         attrs = {"candidate": candidate_attrs(candidate), "candidate_commit": commit}
-        if candidate.operation is Operation.SEED:
+        if candidate.operation is Operation.SEED and "request_id" not in record.user_attrs:
             attrs[ATTR_PROMOTED] = True
         if result.val_bpb is not None:
             limits = self.config.tiers.get(candidate.tier).limits()
@@ -273,8 +273,8 @@ class Controller(Planning):
             candidate = record_candidate(ws, plan, handle, result, changed)
             attrs = candidate_attr(candidate)
             attrs["candidate_commit"] = candidate.commit
-            if plan.operation is Operation.SEED:
-                attrs[ATTR_PROMOTED] = True  # the seed program is the first parent of record
+            if plan.operation is Operation.SEED and plan.request is None:
+                attrs[ATTR_PROMOTED] = True  # the campaign's seed program is the first parent of record
                 candidate = with_confirmed(candidate)
             ws.study.set_note(
                 handle,
