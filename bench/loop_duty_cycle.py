@@ -126,13 +126,22 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
             controller = Controller(ws, say=lambda line: None)
             real_execute = controller.execute
 
-            def timed_execute(plan, gpus):
+            def timed_execute(plan, gpus, free_slot=lambda: None):
+                # The slot is held from here until the worker frees it (after the run, before recording).
                 started = time.monotonic()
+                freed: list[float] = []
+
+                def timed_free() -> None:
+                    if not freed:
+                        freed.append(time.monotonic())
+                    free_slot()
+
                 try:
-                    real_execute(plan, gpus)
+                    real_execute(plan, gpus, timed_free)
                 finally:
                     with lock:
-                        executes.append((started, time.monotonic(), threading.get_ident()))
+                        end = freed[0] if freed else time.monotonic()
+                        executes.append((started, end, threading.get_ident()))
 
             controller.execute = timed_execute
             started = time.monotonic()
@@ -150,8 +159,8 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
     steady_start = runs[1][0] if len(runs) > 1 else started
     steady_end = runs[-1][0]
     steady_inside = sum(max(0.0, min(end, steady_end) - max(start, steady_start)) for start, end, _ in runs)
-    # After the fill: the seed run ends, then one producer thread makes the first proposals one at a
-    # time, so slot k waits k x the LLM latency once. From the run that first fills every slot on:
+    # After the fill: the seed run ends, then the producers (one per slot) make the first proposals,
+    # so the slots wait about one LLM latency once. From the run that first fills every slot on:
     fill_end = runs[min(slots, len(runs) - 1)][0]
     filled_inside = sum(max(0.0, min(end, steady_end) - max(start, fill_end)) for start, end, _ in runs)
     worker_overheads = [

@@ -173,14 +173,16 @@ class Controller(Planning):
 
     # ------------------------------------------------------------------ executing
 
-    def execute(self, plan: TrialPlan, gpus: tuple[int, ...]) -> None:
+    def execute(
+        self, plan: TrialPlan, gpus: tuple[int, ...], free_slot: Callable[[], None] = lambda: None
+    ) -> None:
         """Worker thread body: one trial from ask to tell. Nothing a trial does escapes this method:
         a fault of the harness fails the trial (when it has one) with the error as its reason."""
         started: list[TrialHandle] = []
         with self.lock:
             self.stats.running += 1
         try:
-            self._execute(plan, gpus, started)
+            self._execute(plan, gpus, started, free_slot)
         except Exception as exc:
             if not started:
                 log.exception("could not start a trial for %s", plan.operation)
@@ -209,7 +211,13 @@ class Controller(Planning):
                 if plan.operation is Operation.CONFIRM and plan.confirm_source is not None and not started:
                     self.confirms.ran(plan.confirm_source)
 
-    def _execute(self, plan: TrialPlan, gpus: tuple[int, ...], started: list[TrialHandle]) -> None:
+    def _execute(
+        self,
+        plan: TrialPlan,
+        gpus: tuple[int, ...],
+        started: list[TrialHandle],
+        free_slot: Callable[[], None],
+    ) -> None:
         ws = self.ws
         tier = self.config.tiers.get(plan.tier_name)
         source = child_source(ws, plan)
@@ -257,6 +265,7 @@ class Controller(Planning):
                 self.say(f"trial {handle.number}: preflight failed ({report.stage}): {report.reason[:160]}")
                 return
         result, changed, _ = run_plan(ws, plan, handle, tier, tier_env, gpus, self.interrupt)
+        free_slot()  # the GPUs are done: the next trial starts while this one is recorded
         self._record(plan, handle, result, changed)
 
     def _record(self, plan: TrialPlan, handle, result: RunResult, changed) -> None:
@@ -463,7 +472,7 @@ class Controller(Planning):
 
         def body() -> None:
             with lease:
-                self.execute(plan, lease.gpus if tier.device == "gpu" else ())
+                self.execute(plan, lease.gpus if tier.device == "gpu" else (), lease.release)
 
         if plan.requeued is None:  # a re-queued trial is already in the study
             with self.lock:
