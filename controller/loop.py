@@ -39,6 +39,7 @@ from controller.trial import (
     program_knobs,
     record_candidate,
     run_plan,
+    tell_from_note,
     tell_study,
 )
 from controller.workspace import Workspace
@@ -111,45 +112,12 @@ class Controller(Planning):
             if commit is None:
                 continue
             self.say(f"resume: trial {number} was recorded in git but not in the study; telling the study")
-            self._tell_from_note(number, commit)
+            tell_from_note(self.ws, number, commit, self.explore)
         requeued = study.recover_stale(lambda number: False)
         if requeued:
             self.say(f"resume: trials {requeued} were interrupted; re-queued")
         self.archive = rebuild_archive(study.trials())
         self._sync_frontier()
-
-    def _tell_from_note(self, number: int, commit: str) -> None:
-        import json
-
-        from controller.records import candidate_attrs, candidate_from_result
-        from controller.study import limit_constraints
-
-        record = self.ws.study.trial(number)
-        note = json.loads(self.ws.store.read_note(commit) or "{}")
-        result = RunResult.model_validate(note["result"])
-        attrs = record.user_attrs
-        candidate = candidate_from_result(
-            trial=number,
-            commit=commit,
-            parent_trial=attrs.get("parent_trial"),
-            tier=attrs.get("tier", self.explore),
-            operation=Operation(attrs.get("operation", "mutate")),
-            hypothesis=attrs.get("hypothesis", ""),
-            result=result,
-            knob_values=attrs.get("knob_values", {}),
-        )
-        handle = self.ws.study.handle_for_running(number)
-        attrs = {"candidate": candidate_attrs(candidate), "candidate_commit": commit}
-        if candidate.operation is Operation.SEED and "request_id" not in record.user_attrs:
-            attrs[ATTR_PROMOTED] = True
-        if result.val_bpb is not None:
-            limits = self.config.tiers.get(candidate.tier).limits()
-            constraints = limit_constraints(
-                candidate.artifact_bytes or 0, candidate.train_seconds or 0.0, limits
-            )
-            self.ws.study.tell(handle, result.val_bpb, constraints, attrs)
-        else:
-            self.ws.study.fail(handle, result.reason or str(result.status), attrs)
 
     # ------------------------------------------------------------------ budgets
 
@@ -290,7 +258,7 @@ class Controller(Planning):
                 plan.hypothesis,
                 ws.store.diff(plan.parent.commit, candidate.commit) if plan.parent else "",
             )
-            tell_study(ws, handle, plan, result, attrs)
+            tell_study(ws, handle, plan.tier_name, result, attrs)
             self.archive.add(candidate)
             self._sync_frontier()
             self.urgent.extend(self.confirms.after_explore(self.archive, candidate))
@@ -318,7 +286,7 @@ class Controller(Planning):
             attrs[ATTR_PROMOTES] = winner.trial
             self.archive.add(with_confirmed(winner))
             self.say(f"trial {handle.number}: {verdict}")
-        tell_study(ws, handle, plan, result, attrs)
+        tell_study(ws, handle, plan.tier_name, result, attrs)
         self._sync_frontier()
         self._announce(handle.number, plan, result)
 

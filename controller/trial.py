@@ -23,6 +23,7 @@ from controller.config import TierConfig
 from controller.records import (
     ATTR_CANDIDATE,
     ATTR_CONFIRM_OF,
+    ATTR_PROMOTED,
     candidate_attrs,
     candidate_from_result,
     result_note,
@@ -222,14 +223,14 @@ def record_candidate(
 
 
 def tell_study(
-    ws: Workspace, handle: TrialHandle, plan: TrialPlan, result: RunResult, attrs: dict[str, Any]
+    ws: Workspace, handle: TrialHandle, tier_name: str, result: RunResult, attrs: dict[str, Any]
 ) -> None:
     """Finish the study trial to match the result: complete (scored), pruned or failed."""
     attrs = {**attrs, "status": str(result.status), "status_reason": result.reason}
     if result.val_bpb is not None and result.status in (RunStatus.OK, RunStatus.OVER_SIZE):
         bytes_total = result.artifact.total if result.artifact else 0
         constraints = limit_constraints(
-            bytes_total, result.train_seconds or 0.0, ws.config.tiers.get(plan.tier_name).limits()
+            bytes_total, result.train_seconds or 0.0, ws.config.tiers.get(tier_name).limits()
         )
         ws.study.tell(
             handle,
@@ -272,3 +273,26 @@ def note_extra_seed(ws: Workspace, record: Candidate, number: int, seed: int, re
         {"trial": number, "seed": seed, "result": result.model_dump(mode="json")}
     )
     ws.store.write_note(record.commit, json.dumps(data, indent=2, sort_keys=True))
+
+
+def tell_from_note(ws: Workspace, number: int, commit: str, default_tier: str) -> None:
+    """Finish a RUNNING trial whose commit and note the git store already holds (the controller died
+    between recording and telling): the note has the full result, so nothing is run again."""
+    attrs = ws.study.trial(number).user_attrs
+    note = json.loads(ws.store.read_note(commit) or "{}")
+    result = RunResult.model_validate(note["result"])
+    tier_name = attrs.get("tier") or default_tier
+    candidate = candidate_from_result(
+        trial=number,
+        commit=commit,
+        parent_trial=attrs.get("parent_trial"),
+        tier=tier_name,
+        operation=Operation(attrs.get("operation") or Operation.MUTATE),
+        hypothesis=attrs.get("hypothesis", ""),
+        result=result,
+        knob_values=attrs.get("knob_values", {}),
+    )
+    told = {**candidate_attr(candidate), "candidate_commit": commit}
+    if candidate.operation is Operation.SEED and "request_id" not in attrs:
+        told[ATTR_PROMOTED] = True  # as controller.loop records the campaign's own seed
+    tell_study(ws, ws.study.handle_for_running(number), tier_name, result, told)
