@@ -76,14 +76,14 @@ def parse_reply(text: str, *, entry: str = "train_gpt.py") -> ParsedReply:
     rationale = rationale_match.group(1).strip() if rationale_match else ""
 
     edits: list[Edit] = []
-    outside_edits = text
     for match in _EDIT.finditer(text):
         attributes, body = match.group(1), match.group(2)
         path_match = _PATH_ATTR.search(attributes)
         path = normalize_path(path_match.group(1)) if path_match else entry
         body_line = text.count("\n", 0, match.start(2)) + 1
         edits.extend(_parse_edit_body(body, path, first_line=body_line))
-        outside_edits = outside_edits.replace(match.group(0), "\n" * match.group(0).count("\n"), 1)
+    # The reply with every <edit> blanked out, keeping its newlines so reply line numbers stay right.
+    outside_edits = _EDIT.sub(lambda match: "\n" * match.group(0).count("\n"), text)
 
     # Forgiveness for replies that skip the <edit> wrapper: bare blocks edit the entry file,
     # fenced diffs name their own files.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
 
+from agent.errors import AgentConfigError
 from agent.proposal import Outcome, ParentResult, ProposalContext
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,11 @@ class PromptTemplates:
         for name in _TEMPLATE_NAMES:
             path = folder / f"{name}.txt"
             if not path.is_file():
-                raise FileNotFoundError(
+                raise AgentConfigError(
                     f"prompt template {path} is missing; the agent needs {', '.join(_TEMPLATE_NAMES)} "
-                    f"(.txt) in {folder} (set prompts_dir in the agent settings to another folder)"
+                    f"(.txt) in {folder}",
+                    hint="set prompts_dir in the agent settings to a folder that has them all, or leave it "
+                    "unset for the repository's prompts/",
                 )
             self.templates[name] = Template(path.read_text(encoding="utf-8"))
 
@@ -66,9 +69,7 @@ class Prompt:
 
 def build_prompt(context: ProposalContext, templates: PromptTemplates, token_budget: int) -> Prompt:
     """The first two messages for ``context``, trimmed to ``token_budget`` as the module explains."""
-    system = templates.render(
-        "system", entry=context.entry, allowed_files=", ".join(context.allowed_files) or context.entry
-    )
+    system = templates.render("system", entry=context.entry, allowed_files=", ".join(context.editable_files))
     if context.operation == "hypothesis":
         if not context.human_hypothesis:
             raise ValueError("operation 'hypothesis' needs context.human_hypothesis (the idea to test)")
@@ -143,12 +144,14 @@ def format_parent(parent: ParentResult | None) -> str:
 
 
 def format_outcome(outcome: Outcome) -> str:
-    parts = [f"- [{outcome.status}] {outcome.hypothesis}"]
+    text = f"- [{outcome.status}] {outcome.hypothesis}"
+    numbers = []
     if outcome.val_bpb is not None:
-        parts.append(f"val_bpb {outcome.val_bpb:.4f}")
+        numbers.append(f"val_bpb {outcome.val_bpb:.4f}")
     if outcome.delta_bpb is not None:
-        parts.append(f"({outcome.delta_bpb:+.4f} vs its parent)")
-    text = " ".join(parts[:1]) + (": " + " ".join(parts[1:]) if len(parts) > 1 else "")
+        numbers.append(f"({outcome.delta_bpb:+.4f} vs its parent)")
+    if numbers:
+        text += ": " + " ".join(numbers)
     return text + (f" ({outcome.note})" if outcome.note else "")
 
 

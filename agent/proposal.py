@@ -115,3 +115,10 @@ class ProposalContext(BaseModel):
     inspirations: tuple[Outcome, ...] = ()
     human_hypothesis: str | None = None
     known_source_hashes: frozenset[str] = frozenset()  # normalized hashes of every program tried
+
+    @property
+    def editable_files(self) -> tuple[str, ...]:
+        """The files an edit may touch: ``allowed_files``, and always the entry file."""
+        if self.entry in self.allowed_files:
+            return self.allowed_files
+        return (self.entry, *self.allowed_files)

@@ -70,12 +70,12 @@ def realize_reply(
     ValueError), or the program equals the parent or an already-tried candidate.
     """
     parsed = parse_reply(reply, entry=context.entry)
-    allowed = set(context.allowed_files) | {context.entry}
+    allowed = context.editable_files
     outside = sorted({edit.path for edit in parsed.edits if edit.path not in allowed})
     if outside:
         raise ProposalError(
             f"The reply edits {', '.join(outside)}, which may not be changed. Only these files may be "
-            f"edited: {', '.join(sorted(allowed))}. Put the change in {context.entry}."
+            f"edited: {', '.join(sorted(set(allowed)))}. Put the change in {context.entry}."
         )
 
     files = dict(context.files)

@@ -113,36 +113,38 @@ class ReplayProposer(Proposer):
         return self.entries[self._position] if self._position < len(self.entries) else None
 
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
-        entry = self._consume()
-        extra = {"parent_trial": entry.parent, "hypothesis_id": entry.hypothesis_id}
+        number, entry = self._consume()
+        extra = {
+            "parent_trial": entry.parent,
+            "hypothesis_id": entry.hypothesis_id,
+            "knob_values": entry.knobs,
+        }
         if not entry.turns:
             return Proposal(
                 hypothesis=entry.hypothesis or "",
                 rationale=entry.rationale,
                 files={},
-                knob_values=entry.knobs,
                 proposer="replay",
                 turns=0,
                 **extra,
             )
         parent_knobs = parent_knob_names(context, check_program)
-        errors: list[str] = []
+        last_error = ""
         for turn, reply in enumerate(entry.turns, start=1):
             try:
                 realized = realize_reply(reply, context, check_program, parent_knobs)
             except ProposalError as exc:
-                errors.append(str(exc))
+                last_error = str(exc)
                 continue
-            proposal = realized.to_proposal(proposer="replay", usage=TokenUsage(), turns=turn, **extra)
-            return proposal.model_copy(update={"knob_values": entry.knobs}) if entry.knobs else proposal
+            return realized.to_proposal(proposer="replay", usage=TokenUsage(), turns=turn, **extra)
         return GiveUp(
-            reason=f"replay entry {self._position} of {self.path}: every reply was rejected; the last: "
-            f"{errors[-1]}",
+            reason=f"replay entry {number} of {self.path}: every reply was rejected; the last: {last_error}",
             turns=len(entry.turns),
             transcript=entry.turns,
         )
 
-    def _consume(self) -> ReplayEntry:
+    def _consume(self) -> tuple[int, ReplayEntry]:
+        """The next entry and its 1-based number; the cursor file already points past it."""
         with self._lock:
             if self._position >= len(self.entries):
                 raise ProposerExhausted(
@@ -156,4 +158,4 @@ class ReplayProposer(Proposer):
                 temporary = self.cursor_path.with_suffix(self.cursor_path.suffix + ".tmp")
                 temporary.write_text(f"{self._position}\n", encoding="utf-8")
                 os.replace(temporary, self.cursor_path)
-            return entry
+            return self._position, entry

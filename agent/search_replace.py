@@ -43,8 +43,8 @@ def apply_search_replace(text: str, search: str, replace: str, *, path: str, lab
         raise _ambiguous(label, path, [text.count("\n", 0, pos) + 1 for pos in exact])
 
     file_lines = text.split("\n")
-    search_lines = _trim_blank_ends(search.rstrip("\n").split("\n"))
-    replace_lines = _trim_blank_ends(replace.rstrip("\n").split("\n")) if replace.strip() else []
+    search_lines = _block_lines(search)
+    replace_lines = _block_lines(replace)
     for matcher in (_match_ignoring_trailing_space, _match_with_indent_offset):
         matches = [
             (start, reindent)
@@ -67,7 +67,7 @@ def apply_search_replace(text: str, search: str, replace: str, *, path: str, lab
 def closest_lines(text: str, search: str) -> str:
     """The window of ``text`` most similar to ``search`` (difflib ratio), quoted with line numbers."""
     file_lines = text.split("\n")
-    search_lines = _trim_blank_ends(search.rstrip("\n").split("\n"))
+    search_lines = _block_lines(search)
     size = min(len(search_lines), len(file_lines))
     target = "\n".join(line.strip() for line in search_lines)
     windows = range(max(1, len(file_lines) - size + 1))
@@ -106,7 +106,9 @@ def _ambiguous(label: str, path: str, line_numbers: list[int]) -> ProposalError:
     )
 
 
-def _trim_blank_ends(lines: list[str]) -> list[str]:
+def _block_lines(block: str) -> list[str]:
+    """The lines of a SEARCH or REPLACE text without the blank lines at either end."""
+    lines = block.split("\n")
     start, end = 0, len(lines)
     while start < end and not lines[start].strip():
         start += 1

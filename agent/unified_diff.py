@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from agent.errors import ProposalError
+from agent.errors import AgentError, ProposalError
 
 _HUNK_START = re.compile(r"^@@\s*(?:-(\d+))?")  # "@@ -12,3 +12,4 @@", and bare "@@" / "@@ def f():"
 _GIT_TIMEOUT_SECONDS = 30
@@ -24,7 +24,8 @@ _GIT_TIMEOUT_SECONDS = 30
 def apply_unified_diff(files: dict[str, str], diff: str, *, path: str, label: str) -> dict[str, str]:
     """``files`` with ``diff`` applied (a diff for the single file ``path``); other files unchanged.
 
-    Raises :class:`ProposalError` quoting git's error when the diff does not apply.
+    Raises :class:`ProposalError` quoting git's error when the diff does not apply, and
+    :class:`AgentError` when git itself is missing or fails (a fault of the harness, not the reply).
     """
     diff = reposition_hunks(diff.replace("\r\n", "\n"), files.get(path, ""))
     strip = "-p1" if re.search(r"^--- (a/|/dev/null)", diff, re.MULTILINE) else "-p0"
@@ -37,7 +38,9 @@ def apply_unified_diff(files: dict[str, str], diff: str, *, path: str, label: st
         (root / "edit.patch").write_text(diff, encoding="utf-8")
         try:
             # A repository of its own, so a git repository around the temp folder is never touched.
-            subprocess.run(["git", "init", "-q"], cwd=root, check=True, capture_output=True)
+            subprocess.run(
+                ["git", "init", "-q"], cwd=root, check=True, capture_output=True, timeout=_GIT_TIMEOUT_SECONDS
+            )
             result = subprocess.run(
                 ["git", "apply", "--recount", "--unidiff-zero", "--whitespace=nowarn", strip, "edit.patch"],
                 cwd=root,
@@ -46,7 +49,17 @@ def apply_unified_diff(files: dict[str, str], diff: str, *, path: str, label: st
                 timeout=_GIT_TIMEOUT_SECONDS,
             )
         except FileNotFoundError as exc:
-            raise RuntimeError("unified diffs need the `git` executable on PATH") from exc
+            raise AgentError(
+                "unified diffs need the `git` executable on PATH", hint="install git, or put it on PATH"
+            ) from exc
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            # git itself failed, not the diff: a fault of this machine, never the model's to repair.
+            said = exc.stderr.decode(errors="replace").strip() if isinstance(exc.stderr, bytes) else ""
+            raise AgentError(
+                f"git failed in a scratch folder while applying a diff: {exc}"
+                + (f"\n{said}" if said else ""),
+                hint="check that `git init` and `git apply` work in the system's temporary directory",
+            ) from exc
         if result.returncode != 0:
             complaint = (result.stderr or result.stdout).strip().replace("edit.patch:", "diff line ")
             raise ProposalError(

@@ -11,7 +11,6 @@ resume there; ``HF_HUB_OFFLINE=1`` serves from it) and is then hard-linked (or c
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from baseline.manifest import MANIFEST_NAME, dataset_entries, read_manifest
 from baseline.shards import DataError, ShardError, read_header, shard_name
 
 OFFICIAL_REPO_ID = "willdepueoai/parameter-golf"
@@ -74,8 +74,9 @@ def fetch_official(
         raise DataError(f"train_shards must be 0 or more, got {train_shards}")
     repo_id = repo_id or default_repo_id(variant)
     dest = Path(dest)
-    manifest_file = _download(repo_id, f"{REMOTE_ROOT}/manifest.json", cache_dir)
-    dataset_entry, tokenizer_files = _select(_load_manifest(manifest_file, repo_id), variant, repo_id)
+    manifest_file = _download(repo_id, f"{REMOTE_ROOT}/{MANIFEST_NAME}", cache_dir)
+    manifest = read_manifest(manifest_file, f"it came from {repo_id}; delete it and fetch again")
+    dataset_entry, tokenizer_files = _select(manifest, variant, repo_id)
     stats = dataset_entry.get("stats") or {}
     available, val_count = int(stats.get("files_train", 0)), int(stats.get("files_val", 0))
     if train_shards > available:
@@ -100,7 +101,7 @@ def fetch_official(
     finally:
         if not progress and not hub_bars_were_off:
             enable_progress_bars()
-    _place(manifest_file, dest / "manifest.json")
+    _place(manifest_file, dest / MANIFEST_NAME)
 
     dataset_dir = dest / dataset_rel
     model = next((f for f in tokenizer_files if f.endswith(".model")), tokenizer_files[0])
@@ -116,37 +117,17 @@ def fetch_official(
     )
 
 
-def _load_manifest(path: Path, repo_id: str) -> dict:
-    try:
-        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(
-            f"{path}: unreadable manifest from {repo_id} ({exc}); delete it and fetch again"
-        ) from exc
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path}: manifest from {repo_id} is not a JSON object")
-    return manifest
-
-
 def _select(manifest: dict, variant: str, repo_id: str) -> tuple[dict, list[str]]:
     """The manifest's entry for the variant's dataset and the tokenizer files it needs."""
     name = f"fineweb10B_{variant}"
-    datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
-    entry = next((d for d in datasets if d.get("name") == name), None)
+    entry, tokenizer = dataset_entries(manifest, name)
     if entry is None:
+        datasets = [d for d in manifest.get("datasets", []) if isinstance(d, dict)]
         published = ", ".join(sorted(str(d.get("name")) for d in datasets)) or "none"
         raise DataError(
             f"{variant} ({name}) is not published in {repo_id} (it has: {published}); "
             f"pass another repo_id / --repo-id, e.g. {VARIANT_REPO_IDS.get(variant, OFFICIAL_REPO_ID)}"
         )
-    tokenizer = next(
-        (
-            t
-            for t in manifest.get("tokenizers", [])
-            if isinstance(t, dict) and t.get("name") == entry.get("tokenizer_name")
-        ),
-        None,
-    )
     files = [
         str(tokenizer[k]) for k in ("model_path", "vocab_path", "path") if tokenizer and tokenizer.get(k)
     ]

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import os
 import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +36,8 @@ from baseline.corpus import (
     split_scenes,
 )
 from baseline.fetch import FetchedDataset, fetch_official
-from baseline.shards import MAX_TOKEN_ID, DataError, ShardWriter, read_header, shard_paths
+from baseline.manifest import BuiltDataset, load_built_dataset, record_build
+from baseline.shards import MAX_TOKEN_ID, DataError, ShardWriter
 
 __all__ = [
     "BuiltDataset",
@@ -59,21 +58,6 @@ BOS_ID = 1
 MIN_VOCAB_SIZE = 256 + 4 + 1
 ENCODE_BATCH_DOCS = 256
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-
-@dataclass(frozen=True)
-class BuiltDataset:
-    """A built dataset: shards in ``dataset_dir``, its tokenizer, and what the shards hold."""
-
-    dataset_dir: Path
-    tokenizer_path: Path
-    train_tokens: int
-    val_tokens: int
-    val_docs: int
-    train_docs: int
-    vocab_size: int
-    train_shards: int
-    val_shards: int
 
 
 def train_tokenizer(
@@ -292,95 +276,13 @@ def _publish(
             staging / "tokenizers" / f"{tokenizer_name}{suffix}",
             dest / "tokenizers" / f"{tokenizer_name}{suffix}",
         )
-    dataset_entry = {
-        "name": dataset_name,
-        "tokenizer_name": tokenizer_name,
-        "path": f"datasets/{dataset_name}",
-        "vocab_size": vocab_size,
-        "bos_id": BOS_ID,
-        "stats": stats,
-    }
-    tokenizer_entry = {
-        "name": tokenizer_name,
-        "kind": "sentencepiece_bpe",
-        "vocab_size": vocab_size,
-        "model_path": f"tokenizers/{tokenizer_name}.model",
-        "vocab_path": f"tokenizers/{tokenizer_name}.vocab",
-    }
-    manifest_path = dest / "manifest.json"
-    manifest = _read_manifest(manifest_path) if manifest_path.exists() else {}
-    for key, entry in (("datasets", dataset_entry), ("tokenizers", tokenizer_entry)):
-        others = [e for e in manifest.get(key, []) if e.get("name") != entry["name"]]
-        manifest[key] = [*others, entry]
-    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(manifest_path)
-
-
-def _read_manifest(path: Path) -> dict:
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable manifest ({exc}); delete it and build again") from exc
-    if not isinstance(manifest, dict):
-        raise DataError(f"{path}: manifest must be a JSON object; delete it and build again")
-    return manifest
-
-
-def load_built_dataset(root: Path, dataset_name: str) -> BuiltDataset:
-    """The dataset ``dataset_name`` under ``root``, checked against its manifest entry.
-
-    Every shard's header is validated and the shard and token counts must match the manifest, so a
-    partial or damaged build raises DataError instead of being used.
-    """
-    try:
-        return _checked_dataset(Path(root), dataset_name)
-    except (KeyError, TypeError, AttributeError) as exc:
-        raise DataError(
-            f"{root}/manifest.json: malformed entry for {dataset_name!r} ({exc!r}); build again"
-        ) from exc
-
-
-def _checked_dataset(root: Path, dataset_name: str) -> BuiltDataset:
-    manifest_path = root / "manifest.json"
-    if not manifest_path.is_file():
-        raise DataError(f"{root}: no manifest.json, so no complete build here")
-    manifest = _read_manifest(manifest_path)
-    entry = next((d for d in manifest.get("datasets", []) if d.get("name") == dataset_name), None)
-    tokenizer = next(
-        (t for t in manifest.get("tokenizers", []) if entry and t.get("name") == entry.get("tokenizer_name")),
-        None,
-    )
-    if entry is None or tokenizer is None:
-        raise DataError(f"{manifest_path}: no dataset {dataset_name!r} with a tokenizer listed")
-    dataset_dir = root / entry["path"]
-    tokenizer_path = root / tokenizer["model_path"]
-    if not tokenizer_path.is_file():
-        raise DataError(f"{tokenizer_path}: tokenizer missing; build again")
-    stats = entry["stats"]
-    tokens: dict[str, int] = {}
-    for split in ("val", "train"):
-        paths = shard_paths(dataset_dir, split)
-        if len(paths) != stats[f"files_{split}"]:
-            raise DataError(
-                f"{dataset_dir}: {len(paths)} {split} shards, manifest lists {stats[f'files_{split}']}; build again"
-            )
-        tokens[split] = sum(read_header(p) for p in paths)
-        if tokens[split] != stats[f"tokens_{split}"]:
-            raise DataError(
-                f"{dataset_dir}: {split} shards hold {tokens[split]} tokens, manifest says "
-                f"{stats[f'tokens_{split}']}; build again"
-            )
-    return BuiltDataset(
-        dataset_dir=dataset_dir,
-        tokenizer_path=tokenizer_path,
-        train_tokens=tokens["train"],
-        val_tokens=tokens["val"],
-        val_docs=stats["docs_val"],
-        train_docs=stats["docs_train"],
-        vocab_size=entry["vocab_size"],
-        train_shards=stats["files_train"],
-        val_shards=stats["files_val"],
+    record_build(
+        dest,
+        dataset_name=dataset_name,
+        tokenizer_name=tokenizer_name,
+        vocab_size=vocab_size,
+        bos_id=BOS_ID,
+        stats=stats,
     )
 
 

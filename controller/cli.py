@@ -4,38 +4,21 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from controller.cli_review import register as register_review
+from controller.terminal import console, fail, load, say
 from controller.worker import register_worker
 from sandbox.errors import HarnessError
 
 app = typer.Typer(help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True)
 data_app = typer.Typer(help="Challenge-format data: fetch the official shards or build them from text.")
-console = Console()
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_CAMPAIGN = REPO_ROOT / "experiments" / "demo.toml"
-
-
-def _fail(exc: BaseException) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
-
-
-def _load(campaign: Path):
-    from controller.config import load_campaign
-
-    return load_campaign(campaign)
-
-
-def _say(line: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
 
 
 def _run_campaign(campaign: Path, config) -> None:
@@ -44,11 +27,11 @@ def _run_campaign(campaign: Path, config) -> None:
     from controller.workspace import open_workspace
 
     with open_workspace(config) as ws:
-        _say(f"campaign [bold]{config.campaign.name}[/] in {ws.run_dir}")
-        _say(f"data: {ws.data.dataset_dir} · tokenizer {ws.data.tokenizer_path.name}")
-        controller = Controller(ws, say=_say)
+        say(f"campaign [bold]{config.campaign.name}[/] in {ws.run_dir}")
+        say(f"data: {ws.data.dataset_dir} · tokenizer {ws.data.tokenizer_path.name}")
+        controller = Controller(ws, say=say)
         why = controller.run()
-        _say(f"campaign stopped: {why}")
+        say(f"campaign stopped: {why}")
     leaderboard(campaign, limit=10)
 
 
@@ -60,21 +43,21 @@ def demo(
 ) -> None:
     """Run the whole loop on CPU with the embedded corpus and offline proposers (a few minutes)."""
     try:
-        config = _load(DEMO_CAMPAIGN)
+        config = load(DEMO_CAMPAIGN)
         if not resume and config.run_dir.exists():
             shutil.rmtree(config.run_dir)
         _run_campaign(DEMO_CAMPAIGN, config)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @app.command()
 def run(campaign: Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]) -> None:
     """Start or resume a campaign. Ctrl-C once: finish running trials and stop; twice: kill them."""
     try:
-        _run_campaign(campaign, _load(campaign))
+        _run_campaign(campaign, load(campaign))
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @data_app.command("fetch")
@@ -89,7 +72,7 @@ def data_fetch(
     try:
         fetched = fetch_official(variant, dest, train_shards)
     except DataError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"dataset: {fetched.dataset_dir}\ntokenizer: {fetched.tokenizer_path}")
 
 
@@ -109,7 +92,7 @@ def data_build(
     try:
         built = build_from_files(inputs, dest, vocab_size=vocab_size, val_docs=val_docs, name=name)
     except DataError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(
         f"dataset: {built.dataset_dir} ({built.train_tokens:,} train / {built.val_tokens:,} val tokens)\n"
         f"tokenizer: {built.tokenizer_path}"
@@ -124,7 +107,7 @@ def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabu
     try:
         built = ensure_demo_data(vocab_size=vocab_size)
     except DataError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"dataset: {built.dataset_dir}\ntokenizer: {built.tokenizer_path}")
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from controller.terminal import console, fail, load
 from sandbox.errors import HarnessError
 
-console = Console()
 CampaignArg = Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 hypothesis_app = typer.Typer(help="Queue your own ideas for the agent, and see what came of them.")
@@ -35,24 +34,13 @@ def register(app: typer.Typer) -> None:
     app.add_typer(hypothesis_app, name="hypothesis")
 
 
-def _fail(exc: BaseException) -> typer.Exit:
-    console.print(f"[bold red]error:[/] {exc}")
-    return typer.Exit(code=2)
-
-
-def _config(campaign: Path):
-    from controller.config import load_campaign
-
-    return load_campaign(campaign)
-
-
 def _open(campaign: Path):
     import optuna
 
     from controller.review import Campaign
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return Campaign.open(_config(campaign))
+    return Campaign.open(load(campaign))
 
 
 def _num(value: float | int | None, spec: str) -> str:
@@ -70,7 +58,7 @@ def status(campaign: CampaignArg, as_json: JsonOption = False) -> None:
     try:
         state = campaign_status(_open(campaign))
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         _print_json(state.model_dump(mode="json"))
         return
@@ -121,7 +109,7 @@ def leaderboard(
     try:
         rows = rank(_open(campaign), tier=tier, limit=limit or None, include_ineligible=show_all)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         _print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -180,7 +168,7 @@ def show(
     try:
         detail = trial_detail(_open(campaign), trial, log_lines=log_lines)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         _print_json(detail.model_dump(mode="json"))
         return
@@ -225,7 +213,7 @@ def diff(
     try:
         _print_diff(diff_between(_open(campaign), a, b))
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _check_parent(campaign: Path, parent: int | None) -> None:
@@ -247,13 +235,13 @@ def hypothesis_add(
         if (text is None) == (file is None):
             raise typer.BadParameter("give the idea as TEXT or with --file, not both or neither")
         ideas = [text] if text is not None else hypotheses_from_markdown(_read(file))
-        config = _config(campaign)
+        config = load(campaign)
         _check_parent(campaign, parent)
         for idea in ideas:
             request_id = add_hypothesis(config.run_dir, idea or "", parent)
             console.print(f"queued {request_id}: {(idea or '').splitlines()[0][:100]}", highlight=False)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 def _read(path: Path | None) -> str:
@@ -270,11 +258,11 @@ def hypothesis_list(campaign: CampaignArg, as_json: JsonOption = False) -> None:
     from controller.requests import RequestKind, load_requests, outcome_of, trials_of
 
     try:
-        config = _config(campaign)
+        config = load(campaign)
         requests = [r for r in load_requests(config.run_dir) if r.kind is RequestKind.HYPOTHESIS]
         trials = _open(campaign).trials if (config.run_dir / "repo").exists() else ()
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if as_json:
         rows = [
             {**r.model_dump(mode="json"), "trials": [t.number for t in trials_of(r.id, trials)]}
@@ -301,11 +289,11 @@ def enqueue(
 
     try:
         values = dict(_split_knob(item) for item in knob)
-        config = _config(campaign)
+        config = load(campaign)
         _check_knobs(campaign, config, values, parent)
         request_id = add_knobs(config.run_dir, values, parent)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"queued {request_id}: " + " ".join(f"{k}={v}" for k, v in values.items()), highlight=False)
 
 
@@ -351,11 +339,11 @@ def seed(
     from controller.requests import add_seed, load_requests
 
     try:
-        config = _config(campaign)
+        config = load(campaign)
         request_id = add_seed(config.run_dir, program, title)
         request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"queued {request_id}: {request.summary()}", highlight=False)
 
 
@@ -368,11 +356,11 @@ def confirm(
     from controller.requests import add_confirm
 
     try:
-        config = _config(campaign)
+        config = load(campaign)
         _check_parent(campaign, trial)
         request_id = add_confirm(config.run_dir, trial, seeds)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(
         f"queued {request_id}: {seeds} more seed(s) of trial {trial}; they run first when "
         f"`autogolf run {campaign}` runs (a running controller picks them up next)"
@@ -399,7 +387,7 @@ def export(
     try:
         submission = export_candidate(_open(campaign), trial, to, info)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     std = f" ± {submission.val_bpb_std:.4f}" if submission.val_bpb_std is not None else ""
     console.print(
         f"exported trial {trial} to {to}: {submission.val_bpb:.4f}{std} bpb, {len(submission.seeds)} seed(s)"
@@ -417,7 +405,7 @@ def report(
         review = _open(campaign)
         path = write_report(review, out or review.run_dir / "report.html")
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     console.print(f"report: {path.resolve().as_uri()}")
 
 
@@ -428,9 +416,9 @@ def dashboard(
 ) -> None:
     """Start optuna-dashboard on the campaign's study; each trial's note holds its hypothesis and diff."""
     try:
-        config = _config(campaign)
+        config = load(campaign)
     except HarnessError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     command = ["optuna-dashboard", config.storage_url, "--port", str(port), "--host", host]
     executable = shutil.which("optuna-dashboard")
     if executable is None:

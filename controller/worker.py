@@ -442,24 +442,24 @@ def register_worker(app) -> None:
         ] = False,
     ) -> None:
         """Join a campaign shared by many machines: one study (--storage), one git remote."""
-        from controller.cli import _fail, _load, _say
+        from controller.terminal import fail, load, say
         from sandbox.errors import HarnessError
 
         try:
             if sync_only:
-                path = sync_review_copy(_load(campaign), storage=storage, git_remote=git_remote)
-                _say(f"review copy of the shared campaign in {path}")
+                path = sync_review_copy(load(campaign), storage=storage, git_remote=git_remote)
+                say(f"review copy of the shared campaign in {path}")
                 return
             why = run_worker(
-                _load(campaign),
+                load(campaign),
                 storage=storage,
                 git_remote=git_remote,
                 name=name,
                 runs_dir=runs_dir,
                 heartbeat_seconds=heartbeat_seconds,
                 grace_seconds=grace_seconds,
-                say=_say,
+                say=say,
             )
         except HarnessError as exc:
-            raise _fail(exc) from exc
-        _say(f"worker stopped: {why}")
+            raise fail(exc) from exc
+        say(f"worker stopped: {why}")

@@ -1,0 +1,152 @@
+"""The data folder's ``manifest.json``, in the official export's shape, and the datasets built into it.
+
+A manifest lists ``datasets`` (name, tokenizer name, path, vocabulary size, shard and token counts under
+``stats``) and ``tokenizers`` (name, model and vocab paths). ``fetch`` mirrors the official one;
+``prepare`` adds an entry per build and checks a build against its entry before using it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from baseline.shards import DataError, read_header, shard_paths
+
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class BuiltDataset:
+    """A built dataset: shards in ``dataset_dir``, its tokenizer, and what the shards hold."""
+
+    dataset_dir: Path
+    tokenizer_path: Path
+    train_tokens: int
+    val_tokens: int
+    val_docs: int
+    train_docs: int
+    vocab_size: int
+    train_shards: int
+    val_shards: int
+
+
+def read_manifest(path: Path, fix: str) -> dict:
+    """The manifest at ``path`` as a dict; DataError naming the file and ``fix`` when it is unreadable,
+    not JSON, or not a JSON object."""
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable manifest ({exc}); {fix}") from exc
+    if not isinstance(manifest, dict):
+        raise DataError(f"{path}: manifest must be a JSON object; {fix}")
+    return manifest
+
+
+def dataset_entries(manifest: dict, dataset_name: str) -> tuple[dict | None, dict | None]:
+    """The manifest's entry for dataset ``dataset_name`` and the entry of its tokenizer (None if absent)."""
+    entry = next(
+        (d for d in manifest.get("datasets", []) if isinstance(d, dict) and d.get("name") == dataset_name),
+        None,
+    )
+    tokenizer = next(
+        (
+            t
+            for t in manifest.get("tokenizers", [])
+            if entry is not None and isinstance(t, dict) and t.get("name") == entry.get("tokenizer_name")
+        ),
+        None,
+    )
+    return entry, tokenizer
+
+
+def record_build(
+    root: Path,
+    *,
+    dataset_name: str,
+    tokenizer_name: str,
+    vocab_size: int,
+    bos_id: int,
+    stats: dict[str, int],
+) -> None:
+    """Add (or replace) a built dataset and its tokenizer in ``root/manifest.json``, written atomically;
+    entries of other datasets are kept."""
+    dataset_entry = {
+        "name": dataset_name,
+        "tokenizer_name": tokenizer_name,
+        "path": f"datasets/{dataset_name}",
+        "vocab_size": vocab_size,
+        "bos_id": bos_id,
+        "stats": stats,
+    }
+    tokenizer_entry = {
+        "name": tokenizer_name,
+        "kind": "sentencepiece_bpe",
+        "vocab_size": vocab_size,
+        "model_path": f"tokenizers/{tokenizer_name}.model",
+        "vocab_path": f"tokenizers/{tokenizer_name}.vocab",
+    }
+    manifest_path = root / MANIFEST_NAME
+    manifest = read_manifest(manifest_path, "delete it and build again") if manifest_path.exists() else {}
+    for key, entry in (("datasets", dataset_entry), ("tokenizers", tokenizer_entry)):
+        others = [
+            e for e in manifest.get(key, []) if not (isinstance(e, dict) and e.get("name") == entry["name"])
+        ]
+        manifest[key] = [*others, entry]
+    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(manifest_path)
+
+
+def load_built_dataset(root: Path, dataset_name: str) -> BuiltDataset:
+    """The dataset ``dataset_name`` under ``root``, checked against its manifest entry.
+
+    Every shard's header is validated and the shard and token counts must match the manifest, so a
+    partial or damaged build raises DataError instead of being used.
+    """
+    try:
+        return _checked_dataset(Path(root), dataset_name)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise DataError(
+            f"{root}/{MANIFEST_NAME}: malformed entry for {dataset_name!r} ({exc!r}); build again"
+        ) from exc
+
+
+def _checked_dataset(root: Path, dataset_name: str) -> BuiltDataset:
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file():
+        raise DataError(f"{root}: no {MANIFEST_NAME}, so no complete build here")
+    entry, tokenizer = dataset_entries(
+        read_manifest(manifest_path, "delete it and build again"), dataset_name
+    )
+    if entry is None or tokenizer is None:
+        raise DataError(f"{manifest_path}: no dataset {dataset_name!r} with a tokenizer listed")
+    dataset_dir = root / entry["path"]
+    tokenizer_path = root / tokenizer["model_path"]
+    if not tokenizer_path.is_file():
+        raise DataError(f"{tokenizer_path}: tokenizer missing; build again")
+    stats = entry["stats"]
+    tokens: dict[str, int] = {}
+    for split in ("val", "train"):
+        paths = shard_paths(dataset_dir, split)
+        if len(paths) != stats[f"files_{split}"]:
+            raise DataError(
+                f"{dataset_dir}: {len(paths)} {split} shards, manifest lists {stats[f'files_{split}']}; build again"
+            )
+        tokens[split] = sum(read_header(p) for p in paths)
+        if tokens[split] != stats[f"tokens_{split}"]:
+            raise DataError(
+                f"{dataset_dir}: {split} shards hold {tokens[split]} tokens, manifest says "
+                f"{stats[f'tokens_{split}']}; build again"
+            )
+    return BuiltDataset(
+        dataset_dir=dataset_dir,
+        tokenizer_path=tokenizer_path,
+        train_tokens=tokens["train"],
+        val_tokens=tokens["val"],
+        val_docs=stats["docs_val"],
+        train_docs=stats["docs_train"],
+        vocab_size=entry["vocab_size"],
+        train_shards=stats["files_train"],
+        val_shards=stats["files_val"],
+    )

@@ -1,0 +1,28 @@
+"""What every ``autogolf`` command shares: the console, timestamped progress lines, loading a campaign
+file, and turning a harness fault into a clean exit."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+console = Console()
+
+
+def fail(exc: BaseException) -> typer.Exit:
+    """Print a harness fault (its message carries the hint) and return the exit to raise."""
+    console.print(f"[bold red]error:[/] {exc}")
+    return typer.Exit(code=2)
+
+
+def load(campaign: Path):  # -> CampaignConfig (imported lazily: `autogolf --help` stays fast)
+    from controller.config import load_campaign
+
+    return load_campaign(campaign)
+
+
+def say(line: str) -> None:
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
