@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 
 from controller.cli_review import register as register_review
-from controller.terminal import console, fail, load, say
+from controller.terminal import COMMAND_ERRORS, console, fail, load, say
 from controller.worker import register_worker
-from sandbox.errors import HarnessError
 
 app = typer.Typer(help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True)
 data_app = typer.Typer(help="Challenge-format data: fetch the official shards or build them from text.")
@@ -47,7 +46,7 @@ def demo(
         if not resume and config.run_dir.exists():
             shutil.rmtree(config.run_dir)
         _run_campaign(DEMO_CAMPAIGN, config)
-    except HarnessError as exc:
+    except COMMAND_ERRORS as exc:
         raise fail(exc) from exc
 
 
@@ -56,7 +55,7 @@ def run(campaign: Annotated[Path, typer.Argument(help="campaign file, e.g. exper
     """Start or resume a campaign. Ctrl-C once: finish running trials and stop; twice: kill them."""
     try:
         _run_campaign(campaign, load(campaign))
-    except HarnessError as exc:
+    except COMMAND_ERRORS as exc:
         raise fail(exc) from exc
 
 

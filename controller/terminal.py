@@ -9,7 +9,15 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from agent.errors import AgentError
+from baseline.shards import DataError
+from sandbox.errors import HarnessError
+
 console = Console()
+
+# Faults a command reports as one clean error line with its hint: the harness's own (sandbox, git, study,
+# config), the agent's (LLM endpoint, key, settings) and bad data. Anything else is a bug: a traceback.
+COMMAND_ERRORS = (HarnessError, AgentError, DataError)
 
 
 def fail(exc: BaseException) -> typer.Exit:

@@ -88,3 +88,9 @@ def test_unfenced_diff_amid_prose_is_found():
     (edit,) = parse_reply(reply).edits
     assert (edit.kind, edit.path) == (EditKind.UNIFIED_DIFF, "x.py")
     assert edit.diff == "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n-a\n+b\n c\n"  # the prose is left out
+
+
+def test_stray_marker_after_an_edit_names_its_own_reply_line():
+    reply = f'<hypothesis>h</hypothesis>\n<edit path="x.py">\n{BLOCK}</edit>\nprose\n=======\n'
+    with pytest.raises(ProposalError, match=r"^Reply line 10: `=======` appears without"):
+        parse_reply(reply)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
+from agent.errors import AgentConfigError
 from agent.prompt import PromptTemplates, build_prompt, estimate_tokens
 from agent.proposal import Outcome, ParentResult, ProposalContext
 from tests.agent.conftest import PARENT
@@ -80,3 +83,17 @@ def test_unscored_parent_and_empty_history_read_plainly():
     prompt = build_prompt(ProposalContext(files={"train_gpt.py": PARENT}), PromptTemplates(), 100_000)
     assert "# The parent's result\nNot scored yet." in prompt.user
     assert "# Lineage of the parent (root first)\n(none)" in prompt.user
+
+
+def test_entry_file_is_offered_even_when_allowed_files_omit_it():
+    context = ProposalContext(files={"train_gpt.py": PARENT}, allowed_files=("extra.py",))
+    assert context.editable_files == ("train_gpt.py", "extra.py")
+    prompt = build_prompt(context, PromptTemplates(), 100_000)
+    assert "Files you may edit: train_gpt.py, extra.py." in prompt.system
+
+
+def test_missing_template_names_the_file_and_the_setting(tmp_path):
+    (tmp_path / "system.txt").write_text("s", encoding="utf-8")
+    with pytest.raises(AgentConfigError, match=r"prompt template .*user\.txt is missing") as info:
+        PromptTemplates(tmp_path)
+    assert "prompts_dir" in info.value.hint

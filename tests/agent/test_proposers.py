@@ -7,10 +7,9 @@ import json
 import pytest
 
 from agent.errors import AgentConfigError, ProposerExhausted
-from agent.ledger import Ledger
 from agent.proposal import GiveUp, Proposal
-from agent.proposers import KnobsProposer, LLMProposer, Proposer, ReplayProposer
-from tests.agent.conftest import check_program, make_settings
+from agent.proposers import KnobsProposer, Proposer, ReplayProposer
+from tests.agent.conftest import check_program
 from tests.agent.fake_llm import completion
 from tests.agent.replies import CLEAN_REPLY, CLEAN_RESULT, GOOD_FIX, GOOD_FIX_RESULT, reply_with
 
@@ -21,11 +20,14 @@ def write_jsonl(path, *entries) -> None:
 
 def test_replay_goes_through_the_real_parse_and_apply_path(tmp_path, context):
     path = tmp_path / "replay.jsonl"
-    write_jsonl(path, {"reply": CLEAN_REPLY, "parent": 4, "hypothesis_id": "h-1"})
+    write_jsonl(
+        path, {"reply": CLEAN_REPLY, "parent": 4, "hypothesis_id": "h-1", "knobs": {"WIDTH_MULT": "2"}}
+    )
     result = ReplayProposer(path).propose(context, check_program)
     assert isinstance(result, Proposal)
     assert result.files == {"train_gpt.py": CLEAN_RESULT} and result.new_knobs == ("WIDTH_MULT",)
     assert (result.proposer, result.parent_trial, result.hypothesis_id) == ("replay", 4, "h-1")
+    assert result.knob_values == {"WIDTH_MULT": "2"}
     assert result.usage.prompt_tokens == 0
 
 
@@ -39,10 +41,14 @@ def test_replay_line_with_repair_turns_uses_the_first_that_works(tmp_path, conte
 
 def test_failed_replay_reply_gives_up_with_the_reason(tmp_path, context):
     path = tmp_path / "replay.jsonl"
-    write_jsonl(path, {"reply": reply_with("nothing like this\n", "x\n")})
-    result = ReplayProposer(path).propose(context, check_program)
-    assert isinstance(result, GiveUp)
-    assert "replay entry 1 of" in result.reason and "does not match any part of train_gpt.py" in result.reason
+    bad = {"reply": reply_with("nothing like this\n", "x\n")}
+    write_jsonl(path, bad, bad)
+    proposer = ReplayProposer(path)
+    for number in (1, 2):
+        result = proposer.propose(context, check_program)
+        assert isinstance(result, GiveUp)
+        assert f"replay entry {number} of {path}:" in result.reason
+        assert "does not match any part of train_gpt.py" in result.reason
 
 
 def test_replay_cursor_survives_a_restart_and_exhaustion_raises(tmp_path, context):
@@ -77,13 +83,10 @@ def test_knobs_proposer_changes_no_code(context):
 
 
 @pytest.fixture(params=["llm", "replay", "knobs"])
-def any_proposer(request, tmp_path, llm_server) -> Proposer:
+def any_proposer(request, tmp_path, llm_server, make_proposer) -> Proposer:
     if request.param == "llm":
         llm_server.add(completion(GOOD_FIX))
-        import openai
-
-        client = openai.OpenAI(base_url=llm_server.base_url, api_key="k", max_retries=0)
-        return LLMProposer(make_settings(llm_server.base_url), Ledger(None), client=client)
+        return make_proposer()
     if request.param == "replay":
         write_jsonl(tmp_path / "r.jsonl", {"reply": GOOD_FIX})
         return ReplayProposer(tmp_path / "r.jsonl")

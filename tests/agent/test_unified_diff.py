@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ProposalError
+from agent.errors import AgentError, ProposalError
 from agent.unified_diff import apply_unified_diff
 
 TEXT = "".join(f"line {n}\n" for n in range(1, 21))
@@ -39,3 +39,11 @@ def test_hunks_without_trailing_context_apply_where_their_lines_are():
     )
     out = apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
     assert out["m.py"] == TEXT.replace("line 5\n", "five\nfive b\n").replace("line 15\n", "")
+
+
+def test_missing_git_is_a_harness_fault_not_a_bad_reply(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # an empty folder: no git
+    diff = "--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-line 1\n+one\n"
+    with pytest.raises(AgentError, match="need the `git` executable on PATH") as info:
+        apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
+    assert not isinstance(info.value, ProposalError) and "install git" in info.value.hint
