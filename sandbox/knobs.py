@@ -138,10 +138,13 @@ def parse_knob_table(source: str, *, filename: str = "<program>") -> list[Knob]:
     Returns the knobs in declaration order. Raises :class:`KnobTableError` naming the line and the
     problem when the source does not parse, has no table, has two, or holds a non-literal entry.
     """
-    value = _table_literal(source, filename)
+    return _parse_table(_table_literal(source, filename), filename)
+
+
+def _parse_table(table: ast.List | ast.Tuple, filename: str) -> list[Knob]:
     knobs: list[Knob] = []
     seen: set[str] = set()
-    for entry in value.elts:
+    for entry in table.elts:
         knob = _parse_entry(entry, filename)
         if knob.name in seen:
             raise KnobTableError(f"{filename}:{entry.lineno}: knob {knob.name} is declared twice")
@@ -201,10 +204,6 @@ def _first_error(exc: ValueError) -> str:
     return str(exc)
 
 
-def knob_defaults(knobs: list[Knob]) -> dict[str, KnobValue]:
-    return {k.name: k.default for k in knobs}
-
-
 def rewrite_knob_defaults(source: str, values: dict[str, KnobValue], *, filename: str = "<program>") -> str:
     """Return ``source`` with the defaults of the named knobs replaced by ``values``.
 
@@ -213,21 +212,21 @@ def rewrite_knob_defaults(source: str, values: dict[str, KnobValue], *, filename
     Only the default literal changes; comments and layout stay. Raises :class:`KnobTableError` for a name
     that is not in the table or a value of the wrong type.
     """
-    knobs = {k.name: k for k in parse_knob_table(source, filename=filename)}
     table = _table_literal(source, filename)
+    knobs = _parse_table(table, filename)  # one knob per entry, in order: every entry is a Knob(...) call
     replacements: list[tuple[ast.expr, str]] = []
-    for entry in table.elts:
-        name = ast.literal_eval(entry.args[0])  # type: ignore[attr-defined]
-        if name not in values:
+    for entry, knob in zip(table.elts, knobs, strict=True):
+        if knob.name not in values:
             continue
-        knob = knobs[name]
-        value = values[name]
+        value = values[knob.name]
         if knob.type == "float" and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not _fits_type(value, knob.type):
-            raise KnobTableError(f"{filename}: value {value!r} for knob {name} is not of type {knob.type}")
+            raise KnobTableError(
+                f"{filename}: value {value!r} for knob {knob.name} is not of type {knob.type}"
+            )
         replacements.append((entry.args[2], repr(value)))  # type: ignore[attr-defined]
-    unknown = sorted(set(values) - set(knobs))
+    unknown = sorted(set(values) - {k.name for k in knobs})
     if unknown:
         raise KnobTableError(f"{filename}: no knob named {', '.join(unknown)} in the table")
     lines = source.splitlines(keepends=True)

@@ -152,15 +152,23 @@ class LocalBackend(Backend):
         reader.start()
 
         timed_out = stopped = False
-        while proc.poll() is None:
-            if stop.is_set():
-                stopped = True
-                break
-            if time.monotonic() - start > inv.wall_timeout_seconds:
-                timed_out = True
-                break
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=POLL_SECONDS)
+        try:
+            while proc.poll() is None:
+                if stop.is_set():
+                    stopped = True
+                    break
+                if time.monotonic() - start > inv.wall_timeout_seconds:
+                    timed_out = True
+                    break
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=POLL_SECONDS)
+        except BaseException:  # e.g. KeyboardInterrupt in the caller's thread: the run must not outlive it
+            self._terminate(proc, cgroup, marker)
+            proc.wait()
+            self._sweep(cgroup, marker)
+            reader_done.set()
+            capped.close()
+            raise
         if timed_out or stopped:
             self._terminate(proc, cgroup, marker)
         proc.wait()
@@ -179,10 +187,15 @@ class LocalBackend(Backend):
                 hint="see the log; the probed containment was " + self.containment.describe(),
             )
         oom_kills = cgroup.oom_kills() if cgroup is not None else 0
+        # The log is only a witness for a program that failed: one that exited 0 may well have
+        # printed an allocator error it recovered from (e.g. while autotuning).
         oom = (
             oom_kills > 0
             or (died_of == signal.SIGKILL and not (timed_out or stopped))
-            or any(sign in _last_bytes(inv.log_path, OOM_LOG_TAIL_BYTES) for sign in OOM_LOG_SIGNS)
+            or (
+                exit_code != 0
+                and any(sign in _last_bytes(inv.log_path, OOM_LOG_TAIL_BYTES) for sign in OOM_LOG_SIGNS)
+            )
         )
         notes = [f"containment: {self.containment.describe()}"]
         if died_of is not None:

@@ -46,11 +46,6 @@ class CappedLog:
         self._closed = False
 
     @property
-    def total_bytes(self) -> int:
-        """Bytes received so far, kept or not."""
-        return self._total
-
-    @property
     def omitted_bytes(self) -> int:
         """Bytes that will not be in the file (0 while everything fits)."""
         return max(0, self._total - self._head_written - self._tail_cap)
@@ -75,13 +70,6 @@ class CappedLog:
                 # Trim lazily (at twice the cap) so a flood costs amortized O(1) per byte.
                 if len(self._tail) > 2 * self._tail_cap:
                     del self._tail[: len(self._tail) - self._tail_cap]
-
-    def last_bytes(self, n: int) -> bytes:
-        """The last ``n`` bytes received (from the tail, or the head while the tail is empty)."""
-        with self._lock:
-            if self._tail:
-                return bytes(self._tail[-n:])
-        return self.path.read_bytes()[-n:] if self.path.exists() else b""
 
     def close(self) -> None:
         """Write the tail (with an omission marker when bytes were dropped) and close the file."""

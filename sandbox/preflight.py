@@ -27,11 +27,11 @@ from sandbox.errors import HarnessError
 from sandbox.knobs import Knob, KnobTableError, parse_knob_table
 from sandbox.runner import run
 from sandbox.scoring import (
-    SHARD_HEADER_BYTES,
     SHARD_HEADER_INTS,
     SHARD_MAGIC,
     SHARD_VERSION,
     ShardFormatError,
+    read_shard_tokens,
     shard_paths,
 )
 from sandbox.spec import DataPaths, Limits, RunSpec, RunStatus
@@ -238,17 +238,7 @@ def _read_val_head(paths: list[Path], count: int) -> np.ndarray:
     pieces: list[np.ndarray] = []
     need = count
     for path in paths:
-        header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
-        if (
-            header.size != SHARD_HEADER_INTS
-            or int(header[0]) != SHARD_MAGIC
-            or int(header[1]) != SHARD_VERSION
-        ):
-            raise ShardFormatError(f"{path}: not a challenge shard (bad header)")
-        num_tokens = int(header[2])
-        if path.stat().st_size != SHARD_HEADER_BYTES + 2 * num_tokens:
-            raise ShardFormatError(f"{path}: header says {num_tokens} tokens but the file size disagrees")
-        pieces.append(np.fromfile(path, dtype="<u2", count=min(need, num_tokens), offset=SHARD_HEADER_BYTES))
+        pieces.append(read_shard_tokens(path, max_tokens=need))
         need -= pieces[-1].size
         if need <= 0:
             break

@@ -44,6 +44,8 @@ from sandbox.progress import CurveTailer, OnEvent
 from sandbox.scoring import ShardFormatError, TokenBytes, load_tokens, score, shard_paths
 from sandbox.spec import ArtifactBytes, CurvePoint, Phase, RunResult, RunSpec, RunStatus
 
+# GOLF_OUT folder and log name of each phase under ``spec.out_dir`` (see the layout above).
+_PHASE_FOLDERS = {Phase.TRAIN: "train", Phase.EVAL: "eval", Phase.ALL: "run"}
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "Cannot allocate memory")
 
 
@@ -86,7 +88,7 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         raise HarnessError(
             f"entry script {entry_path} does not exist", hint="check RunSpec.program_dir/entry"
         )
-    _, val_files = _data_files(spec)
+    train_files, val_files = _data_files(spec)
     try:
         val_tokens = load_tokens(val_files)
     except (OSError, ShardFormatError) as exc:
@@ -107,30 +109,38 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
     positions.tofile(positions_path)
     knob_env = {**spec.knobs, "SEED": str(spec.seed)}
     account = _Account()
+    limits = spec.limits
 
-    def invocation(phase: Phase, files: list[Path], gout: Path, log: Path, wall: float) -> PhaseInvocation:
+    def invocation(phase: Phase) -> PhaseInvocation:
+        """One phase's files, folders and wall-clock limit; ``all`` gets both the train and the eval share."""
+        trains, evaluates = phase is not Phase.EVAL, phase is not Phase.TRAIN
+        name = _PHASE_FOLDERS[phase]
+        wall_seconds = (
+            (limits.train_seconds if trains else 0.0)
+            + (limits.eval_seconds if evaluates else 0.0)
+            + limits.startup_grace_seconds
+        )
         return PhaseInvocation(
             phase=phase,
             program_dir=Path(spec.program_dir),
             entry=spec.entry,
-            data_files=tuple(files),
+            data_files=tuple((train_files if trains else []) + (val_files if evaluates else [])),
             tokenizer_path=Path(spec.data.tokenizer_path),
             artifact_dir=out / "artifact",
-            out_dir=gout,
-            log_path=log,
+            out_dir=out / name,
+            log_path=out / f"{name}.log",
             knob_env=knob_env,
-            limits=spec.limits,
-            wall_timeout_seconds=wall,
+            limits=limits,
+            wall_timeout_seconds=wall_seconds,
             nproc=spec.nproc,
             gpus=spec.gpus,
-            check_positions_path=positions_path if phase is not Phase.TRAIN else None,
+            check_positions_path=positions_path if evaluates else None,
             label=spec.label,
             extra={"docker_image": spec.docker_image} if spec.backend == "docker" else {},
         )
 
-    limits = spec.limits
     plan = _run_single_process if spec.phases == "all" else _run_split
-    eval_out = plan(spec, backend, invocation, on_event, account, entry_path)
+    eval_out = plan(invocation, backend, on_event, account, entry_path, limits.train_seconds)
 
     val_bpb = val_loss = None
     if not account.failed:
@@ -145,12 +155,12 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             f"artifact is {account.artifact.total:,} bytes (code {account.artifact.code:,} + model "
             f"{account.artifact.model:,}), over the {limits.artifact_bytes:,}-byte limit",
         )
-    keep_metrics = account.status in (RunStatus.OK, RunStatus.OVER_SIZE)
+    # val_bpb is set only when every check passed; the one status that can follow it is over_size.
     result = RunResult(
         status=account.status,
         reason=account.reason,
-        val_bpb=val_bpb if keep_metrics else None,
-        val_loss=val_loss if keep_metrics else None,
+        val_bpb=val_bpb,
+        val_loss=val_loss,
         artifact=account.artifact,
         train_seconds=account.train_seconds,
         eval_seconds=account.eval_seconds,
@@ -170,65 +180,55 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
     return result
 
 
-MakeInvocation = Callable[[Phase, list[Path], Path, Path, float], PhaseInvocation]
+MakeInvocation = Callable[[Phase], PhaseInvocation]
 
 
 def _run_single_process(
-    spec: RunSpec,
-    backend: Backend,
     invocation: MakeInvocation,
+    backend: Backend,
     on_event: OnEvent | None,
     account: _Account,
     entry_path: Path,
+    train_limit_seconds: float,
 ) -> Path:
     """phases="all": one process trains and evaluates, as the challenge runs it. Returns its GOLF_OUT."""
-    out, limits = Path(spec.out_dir), spec.limits
-    run_out = out / "run"
-    wall = limits.train_seconds + limits.eval_seconds + limits.startup_grace_seconds
-    train_files, val_files = _data_files(spec)
-    inv = invocation(Phase.ALL, train_files + val_files, run_out, out / "run.log", wall)
+    inv = invocation(Phase.ALL)
     outcome = _execute(backend, inv, on_event, account)
-    account.curve = _curve(run_out, account)
+    account.curve = _curve(inv.out_dir, account)
     _check_phase(outcome, inv, account)
     if not account.failed:
-        account.program = read_program_report_safely(run_out / "result.json", True, account)
-        _measure(entry_path, out, account)
-        _check_timer(account, harness_seconds=outcome.wall_seconds, limits_seconds=limits.train_seconds)
-    return run_out
+        account.program = _read_report(inv.out_dir / "result.json", True, account)
+        _measure(entry_path, inv.artifact_dir, account)
+        _check_timer(account, harness_seconds=outcome.wall_seconds, limit_seconds=train_limit_seconds)
+    return inv.out_dir
 
 
 def _run_split(
-    spec: RunSpec,
-    backend: Backend,
     invocation: MakeInvocation,
+    backend: Backend,
     on_event: OnEvent | None,
     account: _Account,
     entry_path: Path,
+    train_limit_seconds: float,
 ) -> Path:
     """phases="split": train, then eval in a fresh process that sees only the artifact and val data."""
-    out, limits = Path(spec.out_dir), spec.limits
-    train_files, val_files = _data_files(spec)
-    train_out, eval_out = out / "train", out / "eval"
-    wall = limits.train_seconds + limits.startup_grace_seconds
-    inv = invocation(Phase.TRAIN, train_files, train_out, out / "train.log", wall)
-    outcome = _execute(backend, inv, on_event, account)
+    train, evaluation = invocation(Phase.TRAIN), invocation(Phase.EVAL)
+    outcome = _execute(backend, train, on_event, account)
     account.train_seconds = outcome.wall_seconds
-    account.curve = _curve(train_out, account)
-    _check_phase(outcome, inv, account)
+    account.curve = _curve(train.out_dir, account)
+    _check_phase(outcome, train, account)
     if not account.failed:
-        account.program = read_program_report_safely(train_out / "result.json", False, account)
-        _measure(entry_path, out, account)
+        account.program = _read_report(train.out_dir / "result.json", False, account)
+        _measure(entry_path, train.artifact_dir, account)
     if not account.failed:
-        wall = limits.eval_seconds + limits.startup_grace_seconds
-        inv = invocation(Phase.EVAL, val_files, eval_out, out / "eval.log", wall)
-        outcome = _execute(backend, inv, None, account)
+        outcome = _execute(backend, evaluation, None, account)
         account.eval_seconds = outcome.wall_seconds
-        _check_phase(outcome, inv, account)
+        _check_phase(outcome, evaluation, account)
     if not account.failed:
-        eval_report = read_program_report_safely(eval_out / "result.json", True, account)
+        eval_report = _read_report(evaluation.out_dir / "result.json", True, account)
         account.program = _merge_reports(account.program, eval_report)
-        _check_timer(account, harness_seconds=account.train_seconds, limits_seconds=limits.train_seconds)
-    return eval_out
+        _check_timer(account, harness_seconds=account.train_seconds, limit_seconds=train_limit_seconds)
+    return evaluation.out_dir
 
 
 def _data_files(spec: RunSpec) -> tuple[list[Path], list[Path]]:
@@ -278,7 +278,12 @@ def _execute(
 
 
 def _check_phase(outcome: PhaseOutcome, inv: PhaseInvocation, account: _Account) -> None:
+    """Fail the account unless the phase exited 0 of its own accord; keep the log's last traceback."""
+    if outcome.exit_code == 0 and not (outcome.stopped or outcome.timed_out or outcome.oom):
+        return
     phase = inv.phase.value
+    account.error_excerpt = excerpt = last_traceback(inv.log_path)
+    last_line = excerpt.splitlines()[-1] if excerpt else ""
     if outcome.stopped:
         account.fail(RunStatus.PRUNED, f"stopped during the {phase} phase at the caller's request")
     elif outcome.timed_out:
@@ -287,21 +292,13 @@ def _check_phase(outcome: PhaseOutcome, inv: PhaseInvocation, account: _Account)
         )
     elif outcome.oom:
         account.fail(RunStatus.OOM, f"{phase} phase ran out of memory{_memory_limit(inv)}")
-    elif outcome.exit_code != 0:
-        excerpt = last_traceback(inv.log_path)
-        account.error_excerpt = excerpt
-        last_line = excerpt.strip().splitlines()[-1] if excerpt.strip() else ""
-        if any(marker in last_line for marker in _OOM_MARKERS):
-            account.fail(
-                RunStatus.OOM, f"{phase} phase ran out of memory{_memory_limit(inv)}: {last_line[:200]}"
-            )
-        else:
-            how = "was killed" if outcome.exit_code is None else f"exited with code {outcome.exit_code}"
-            account.fail(
-                RunStatus.CRASHED, f"{phase} phase {how}" + (f": {last_line[:200]}" if last_line else "")
-            )
-    if account.failed and not account.error_excerpt:
-        account.error_excerpt = last_traceback(inv.log_path)
+    elif any(marker in last_line for marker in _OOM_MARKERS):
+        account.fail(RunStatus.OOM, f"{phase} phase ran out of memory{_memory_limit(inv)}: {last_line[:200]}")
+    else:
+        how = "was killed" if outcome.exit_code is None else f"exited with code {outcome.exit_code}"
+        account.fail(
+            RunStatus.CRASHED, f"{phase} phase {how}" + (f": {last_line[:200]}" if last_line else "")
+        )
 
 
 def _memory_limit(inv: PhaseInvocation) -> str:
@@ -309,7 +306,7 @@ def _memory_limit(inv: PhaseInvocation) -> str:
     return f" (limit {limit / 2**20:,.0f} MiB)" if limit else ""
 
 
-def read_program_report_safely(path: Path, required: bool, account: _Account) -> ProgramReport:
+def _read_report(path: Path, required: bool, account: _Account) -> ProgramReport:
     try:
         return read_program_report(path, required=required)
     except OutputError as exc:
@@ -328,18 +325,18 @@ def _merge_reports(train: ProgramReport, eval_: ProgramReport) -> ProgramReport:
     )
 
 
-def _measure(entry_path: Path, out: Path, account: _Account) -> None:
+def _measure(entry_path: Path, artifact_dir: Path, account: _Account) -> None:
     try:
-        account.artifact = measure_artifact(entry_path, out / "artifact")
+        account.artifact = measure_artifact(entry_path, artifact_dir)
     except OutputError as exc:
         account.fail(RunStatus.INVALID, str(exc))
 
 
-def _check_timer(account: _Account, *, harness_seconds: float | None, limits_seconds: float) -> None:
+def _check_timer(account: _Account, *, harness_seconds: float | None, limit_seconds: float) -> None:
     claimed = account.program.train_seconds
     if account.failed or claimed is None:
         return
-    verdict = timer_verdict(claimed, harness_seconds=harness_seconds, limit_seconds=limits_seconds)
+    verdict = timer_verdict(claimed, harness_seconds=harness_seconds, limit_seconds=limit_seconds)
     if verdict is not None:
         account.fail(*verdict)
 

@@ -36,8 +36,11 @@ def shard_paths(dataset_dir: Path, split: str) -> list[Path]:
     return sorted(Path(dataset_dir).glob(f"fineweb_{split}_*.bin"))
 
 
-def read_shard_tokens(path: Path) -> np.ndarray:
-    """One shard's tokens as uint16, after checking magic, version and that the size matches the header."""
+def read_shard_tokens(path: Path, max_tokens: int | None = None) -> np.ndarray:
+    """One shard's tokens as uint16, after checking magic, version and that the size matches the header.
+
+    With ``max_tokens``, only that many tokens from the start of the shard are read.
+    """
     path = Path(path)
     size = path.stat().st_size
     header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
@@ -48,7 +51,8 @@ def read_shard_tokens(path: Path) -> np.ndarray:
         raise ShardFormatError(
             f"{path}: header says {num_tokens} tokens but the file is {size} bytes; the shard is truncated"
         )
-    return np.fromfile(path, dtype="<u2", count=num_tokens, offset=SHARD_HEADER_BYTES)
+    count = num_tokens if max_tokens is None else min(max_tokens, num_tokens)
+    return np.fromfile(path, dtype="<u2", count=count, offset=SHARD_HEADER_BYTES)
 
 
 def load_tokens(paths: list[Path]) -> np.ndarray:

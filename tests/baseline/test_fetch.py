@@ -169,6 +169,18 @@ def test_a_variant_missing_from_the_manifest_lists_what_is_published(hub, tmp_pa
         )
 
 
+def test_an_unreadable_manifest_names_the_file_and_the_repository(hub, tmp_path):
+    cache, _ = hub
+    cache.put("datasets/manifest.json", b"[1, 2]")
+    with pytest.raises(
+        DataError, match=r"manifest\.json: manifest must be a JSON object; it came from willdepueoai"
+    ):
+        fetch_official("sp1024", tmp_path / "data", 1, progress=False, cache_dir=cache.root)
+    cache.put("datasets/manifest.json", b"{not json")
+    with pytest.raises(DataError, match=r"manifest\.json: unreadable manifest .*delete it and fetch again"):
+        fetch_official("sp1024", tmp_path / "data", 1, progress=False, cache_dir=cache.root)
+
+
 def test_a_file_missing_from_the_cache_offline_says_so(hub, tmp_path):
     cache, _ = hub
     (cache.repo / "snapshots" / COMMIT / "datasets/tokenizers/fineweb_1024_bpe.vocab").unlink()

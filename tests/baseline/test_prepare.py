@@ -129,6 +129,14 @@ def test_rebuilding_replaces_stale_shards_and_updates_the_manifest(tmp_path, sce
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".build")]
 
 
+def test_a_build_keeps_foreign_manifest_entries_it_does_not_understand(tmp_path, scene_docs):
+    (tmp_path / "manifest.json").write_text(json.dumps({"datasets": ["junk"], "tokenizers": [7]}))
+    built = build_dataset(scene_docs, tmp_path, vocab_size=400, val_docs=4, name="t")
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["datasets"][0] == "junk" and manifest["tokenizers"][0] == 7
+    assert prepare.load_built_dataset(tmp_path, "t_sp400") == built
+
+
 def test_input_errors_are_clear(tmp_path):
     blank = tmp_path / "blank.txt"
     blank.write_text("  \n\n")

@@ -241,6 +241,12 @@ def test_check_positions_outside_the_scored_range_are_rejected(tmp_path):
         tg.read_check_positions(str(path), 100)
 
 
+def test_validation_too_short_for_one_sequence_names_eval_seq_len():
+    assert tg.scored_targets(np.zeros(129, dtype=np.uint16), 64) == 128
+    with pytest.raises(tg.SettingError, match="has 64 tokens, too few for EVAL_SEQ_LEN=64"):
+        tg.scored_targets(np.zeros(64, dtype=np.uint16), 64)
+
+
 # --- model, loss, optimizer, schedule ------------------------------------------------------------
 
 

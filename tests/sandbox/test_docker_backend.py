@@ -23,10 +23,12 @@ from sandbox.backend import PhaseInvocation
 from sandbox.docker_config import (
     LABEL_CONTROLLER_HOST,
     LABEL_CONTROLLER_PID,
+    LABEL_CONTROLLER_START,
     LABEL_NAME,
     LABEL_RUN,
     DockerSettings,
     container_config,
+    controller_alive,
     controller_labels,
 )
 from sandbox.errors import HarnessError, SandboxUnavailable
@@ -187,6 +189,16 @@ def test_shards_with_the_same_name_are_refused(tmp_path):
     other.write_bytes(b"x")
     with pytest.raises(HarnessError, match="share the name"):
         config_for(PhaseInvocation(**{**inv.__dict__, "data_files": (*inv.data_files, other)}))
+
+
+def test_controller_alive_tells_the_labelled_process_from_a_dead_or_reused_pid():
+    labels = controller_labels()
+    pid, start = int(labels[LABEL_CONTROLLER_PID]), labels[LABEL_CONTROLLER_START]
+    assert start.isdigit()
+    assert controller_alive(pid, start)
+    assert not controller_alive(pid, str(int(start) + 1))  # the pid now belongs to a later process
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    assert not controller_alive(int(finished.stdout), start)
 
 
 def test_unknown_backend_setting_is_refused():

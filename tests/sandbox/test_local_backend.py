@@ -170,6 +170,30 @@ def test_stop_event_ends_the_run_quickly(tmp_path, any_backend):
     assert outcome.wall_seconds < 0.5 + 1.0
 
 
+class _InterruptedWatch(threading.Event):
+    """A stop flag whose check raises KeyboardInterrupt once the run is under way (as Ctrl-C would)."""
+
+    def __init__(self, after_checks: int) -> None:
+        super().__init__()
+        self.checks = after_checks
+
+    def is_set(self) -> bool:
+        self.checks -= 1
+        if self.checks < 0:
+            raise KeyboardInterrupt
+        return False
+
+
+def test_an_exception_in_the_callers_watch_kills_the_run(tmp_path, any_backend):
+    marker = uuid.uuid4().hex
+    inv = _invocation(
+        tmp_path, "import time\ntime.sleep(60)\n", wall_timeout_seconds=30.0, knob_env={"TEST_MARKER": marker}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        any_backend.execute(inv, _InterruptedWatch(after_checks=5))
+    assert _marked("TEST_MARKER", marker) == []
+
+
 def test_program_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path, backend):
     source = """
         import os, signal, time
@@ -295,6 +319,15 @@ def test_program_within_its_memory_limit_is_not_oom(tmp_path, backend):
     )
     outcome = backend.execute(inv, threading.Event())
     assert outcome.exit_code == 0 and not outcome.oom
+
+
+def test_allocator_error_in_the_log_of_a_program_that_exited_0_is_not_oom(tmp_path, backend):
+    # Autotuners print such errors for the configurations they skip, and then carry on.
+    source = "print('torch.OutOfMemoryError: CUDA out of memory (config skipped)')\n"
+    outcome = backend.execute(_invocation(tmp_path, source), threading.Event())
+    assert outcome.exit_code == 0 and not outcome.oom
+    crashed = backend.execute(_invocation(tmp_path, source + "raise SystemExit(1)\n"), threading.Event())
+    assert crashed.exit_code == 1 and crashed.oom
 
 
 def test_sigkill_the_harness_did_not_send_counts_as_oom(tmp_path, backend):

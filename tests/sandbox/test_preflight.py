@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from baseline.shards import load_split, read_shard, write_shard
-from sandbox import DataPaths, Limits, PreflightStage, preflight
+from sandbox import DataPaths, HarnessError, Limits, PreflightStage, preflight
 from sandbox.preflight import cut_at_document_start
 from tests.sandbox.conftest import UNIGRAM_TRAINER, make_program
 
@@ -155,3 +155,14 @@ def test_a_small_validation_split_is_used_as_it_is(program, data, tmp_path, tiny
     assert (
         np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4").size == ((n_val - 1) // 64) * 64
     )
+
+
+def test_a_validation_shard_with_a_bad_header_is_a_harness_fault(program, tmp_path, tiny_data):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    for shard in tiny_data.dataset_dir.glob("fineweb_train_*.bin"):
+        (folder / shard.name).symlink_to(shard)
+    (folder / "fineweb_val_000000.bin").write_bytes(b"\0" * 2048)
+    data = DataPaths(dataset_dir=folder, tokenizer_path=tiny_data.tokenizer_path)
+    with pytest.raises(HarnessError, match="fineweb_val_000000.bin: not a challenge shard"):
+        preflight(program, data=data, smoke_knobs=SMOKE_KNOBS)

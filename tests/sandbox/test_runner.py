@@ -60,9 +60,11 @@ def test_out_dir_layout_and_a_rerun_starts_clean(make_spec):
 
 def test_check_positions_reach_the_program_and_change_per_run(make_spec):
     spec = make_spec()
-    run(spec)
+    rows_bytes = spec.check_positions * 512 * 4  # one float32 row of the 512-token vocabulary each
+    assert run(spec).status is RunStatus.OK
     first = (spec.out_dir / "check_positions.i64").read_bytes()
-    run(spec)
+    assert (spec.out_dir / "eval" / "check_rows.f32").stat().st_size == rows_bytes
+    assert run(spec).status is RunStatus.OK
     second = (spec.out_dir / "check_positions.i64").read_bytes()
     assert len(first) == 8 * spec.check_positions and first != second
 

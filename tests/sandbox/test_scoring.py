@@ -102,6 +102,8 @@ def test_shard_reader_checks_magic_version_and_size(tmp_path):
     good = tmp_path / "fineweb_val_000000.bin"
     write_raw_shard(good, [20240520, 1, 3], [1, 2, 3])
     assert read_shard_tokens(good).tolist() == [1, 2, 3]
+    assert read_shard_tokens(good, max_tokens=2).tolist() == [1, 2]
+    assert read_shard_tokens(good, max_tokens=10).tolist() == [1, 2, 3]
     bad_magic = tmp_path / "bad_magic.bin"
     write_raw_shard(bad_magic, [1234, 1, 3], [1, 2, 3])
     with pytest.raises(ShardFormatError, match="bad header"):
