@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import optuna
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -62,24 +64,30 @@ def one_point(folder: Path, data, url: str, workers: int, trials: int) -> dict:
                 "20",
             ],
             cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=(folder / f"w{i}.log").open("w"),
+            stderr=subprocess.STDOUT,
         )
         for i in range(workers)
     ]
     codes = [p.wait(timeout=600) for p in procs]
     wall = time.perf_counter() - started
-    stats = [
-        json.loads((folder / "runs" / "workers" / f"w{i}" / name / "worker_stats.json").read_text())
-        for i in range(workers)
-    ]
+    stats = []
+    for i in range(workers):
+        path = folder / "runs" / "workers" / f"w{i}" / name / "worker_stats.json"
+        if not path.exists():
+            tail = (folder / f"w{i}.log").read_text()[-3000:]
+            raise SystemExit(f"worker w{i} exited {codes[i]} without its stats; its output ends:\n{tail}")
+        stats.append(json.loads(path.read_text()))
     finished = sum(s["trials_finished"] for s in stats)
+    study = optuna.load_study(study_name=name, storage=url)
+    runs = sum(1 for t in study.get_trials(deepcopy=False) if t.state is optuna.trial.TrialState.COMPLETE)
     return {
         "workers": workers,
         "exit_codes": codes,
         "trials": finished,
+        "runs_complete": runs,
         "wall_seconds": round(wall, 2),
-        "trials_per_minute": round(60 * finished / wall, 1),
+        "trials_per_minute": round(60 * runs / wall, 1),  # completed runs, not budget refusals
         "storage_seconds_per_trial": round(sum(s["storage_seconds"] for s in stats) / max(finished, 1), 3),
         "git_seconds_per_trial": round(sum(s["git_seconds"] for s in stats) / max(finished, 1), 3),
         "push_retries": sum(s["push_retries"] for s in stats),
@@ -103,10 +111,11 @@ def main() -> None:
         for n in args.workers:
             rows.append(one_point(Path(tmp) / f"n{n}", data, url, n, args.trials))
     print(f"machine: {os.cpu_count()} CPUs; {args.trials} trials per point; unigram trainer, tune only")
-    print("workers  trials  wall s  trials/min  storage s/trial  git s/trial  push retries")
+    print("workers  trials  complete  wall s  trials/min  storage s/trial  git s/trial  push retries")
     for r in rows:
         print(
-            f"{r['workers']:>7}  {r['trials']:>6}  {r['wall_seconds']:>6}  {r['trials_per_minute']:>10}"
+            f"{r['workers']:>7}  {r['trials']:>6}  {r['runs_complete']:>8}  {r['wall_seconds']:>6}"
+            f"  {r['trials_per_minute']:>10}"
             f"  {r['storage_seconds_per_trial']:>15}  {r['git_seconds_per_trial']:>11}  {r['push_retries']:>12}"
         )
     if args.json:

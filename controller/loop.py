@@ -121,6 +121,20 @@ class Controller(Planning):
 
     # ------------------------------------------------------------------ budgets
 
+    def _over_trial_budget(self, number: int) -> str | None:
+        """Why trial ``number`` may not run, when other workers on the shared study took the last
+        trials of the budget between this worker's budget check and its ask; None when it may.
+        Trials are ranked by number, so every worker reaches the same verdict."""
+        cap = self.config.budget.max_trials
+        if cap is None or not self.peers.shared:
+            return None
+        rank = sum(1 for t in self.ws.study.trials() if t.state != "WAITING" and t.number <= number)
+        return (
+            f"over the trial budget ({rank} > {cap}): other workers took the last trials"
+            if rank > cap
+            else None
+        )
+
     def budget_left(self) -> str | None:
         """None while the campaign may go on, else why it stops."""
         budget = self.config.budget
@@ -221,6 +235,11 @@ class Controller(Planning):
             if plan.requeued is None:
                 self.launching -= 1
             self.stats.trials_started += 1
+            over = self._over_trial_budget(handle.number) if plan.requeued is None else None
+            if over:
+                ws.study.fail(handle, over)
+                self.leftover.append(plan)  # the proposal is kept for a later, larger budget
+                return
         parent_label = "seed" if plan.parent is None else f"parent {plan.parent.trial}"
         self.say(
             f"trial {handle.number}: {plan.operation} on {parent_label} [{plan.tier_name}] {plan.hypothesis}"

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+import random
 import statistics
+import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from sandbox.knobs import Knob, KnobValue
 from sandbox.spec import Limits
 
 ATTR_REQUEUED_FROM = "requeued_from"
+_OPEN_ATTEMPTS = 5
 ATTR_ORIGINAL_TRIAL = "original_trial"
 
 
@@ -165,22 +168,29 @@ class CampaignStudy:
             chosen_pruner = NopPruner()
         else:
             raise StudyError(f"unknown pruner {pruner!r}", hint="use 'median' or 'none'")
-        try:
-            self._study = optuna.create_study(
-                storage=_open_storage(storage_url),
-                study_name=name,
-                direction=direction,
-                sampler=chosen_sampler,
-                pruner=chosen_pruner,
-                load_if_exists=True,
-            )
-        except StudyError:
-            raise
-        except Exception as exc:  # SQLAlchemy and Optuna raise many kinds; name the URL either way
-            raise StudyError(
-                f"cannot open study {name!r} at {storage_url}: {exc}",
-                hint="check the storage URL, that its folder exists and that the database is reachable",
-            ) from exc
+        # Workers that start together race to create the schema and the study on a fresh database;
+        # the losers' errors (duplicate table, duplicate study) clear up once the winner is done.
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                self._study = optuna.create_study(
+                    storage=_open_storage(storage_url),
+                    study_name=name,
+                    direction=direction,
+                    sampler=chosen_sampler,
+                    pruner=chosen_pruner,
+                    load_if_exists=True,
+                )
+                break
+            except StudyError:
+                raise
+            except Exception as exc:  # SQLAlchemy and Optuna raise many kinds; name the URL either way
+                if attempt + 1 < _OPEN_ATTEMPTS:
+                    time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+                    continue
+                raise StudyError(
+                    f"cannot open study {name!r} at {storage_url} ({_OPEN_ATTEMPTS} attempts): {exc}",
+                    hint="check the storage URL, that its folder exists and that the database is reachable",
+                ) from exc
 
     @classmethod
     def from_config(cls, config: Any) -> CampaignStudy:
