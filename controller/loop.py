@@ -371,7 +371,12 @@ class Controller(Planning):
                     break
                 why = self.budget_left() or ""
                 if why:
-                    break
+                    owed = self._owed_rerun()
+                    if owed is None:
+                        break
+                    why = ""  # the budget already paid for it: its first attempt died with a worker
+                    self._launch(owed, pool, workers)
+                    continue
                 plan = self.urgent.popleft() if self.urgent else self._next_plan()
                 if plan is None:
                     if not any(w.is_alive() for w in workers) and self._starved():
@@ -410,6 +415,16 @@ class Controller(Planning):
 
     def _starved(self) -> bool:
         return self.archive.best(self.explore) is None and self.stats.trials_finished > 0
+
+    def _owed_rerun(self) -> TrialPlan | None:
+        """A re-queued trial still to run, taken out of the urgent queue (fetched from the study when
+        none is queued), so an exhausted budget never strands a re-run of a crashed trial."""
+        if not any(p.requeued is not None for p in self.urgent):
+            self.urgent.extend(self._requeued())
+        owed = next((p for p in self.urgent if p.requeued is not None), None)
+        if owed is not None:
+            self.urgent.remove(owed)
+        return owed
 
     def _requeued(self) -> list[TrialPlan]:
         plans = []

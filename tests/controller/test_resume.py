@@ -111,6 +111,34 @@ def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_campaign):
+    """The budget already paid for the killed attempt: the re-run must not be stranded by it."""
+    toml = make_campaign(
+        replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
+        max_trials=2,  # the seed and the one trial that gets killed
+        proxy_knobs={"SLEEP_SECONDS": 1.5},
+    )
+    run_dir = load_campaign(toml).run_dir
+    controller = start_controller(toml)
+    try:
+        wait_for(run_dir / "trials" / "1" / "run", controller)
+        time.sleep(0.3)
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+    finally:
+        finish(controller, timeout=10)
+
+    resumed = start_controller(toml)
+    output = finish(resumed, timeout=90)
+    assert resumed.returncode == 0, output
+    study, _ = open_results(toml)
+    trials = study.trials()
+    assert not [t.number for t in trials if t.state in ("RUNNING", "WAITING")], output
+    reruns = [t for t in trials if t.user_attrs.get(ATTR_REQUEUED_FROM) == 1]
+    assert [t.state for t in reruns] == ["COMPLETE"], output
+    assert "trial budget reached" in output
+
+
 def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
     make_campaign, run_campaign, monkeypatch
 ):
