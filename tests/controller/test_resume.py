@@ -59,21 +59,25 @@ def open_results(toml: Path) -> tuple[CampaignStudy, GitStore]:
     return CampaignStudy.from_config(config), GitStore(config.run_dir / "repo")
 
 
+def kill_9_during_trial_1(toml: Path) -> None:
+    """Start the controller and SIGKILL it (only it, as the OOM killer would) inside trial 1's run."""
+    controller = start_controller(toml)
+    try:
+        wait_for(load_campaign(toml).run_dir / "trials" / "1" / "run", controller)
+        time.sleep(0.3)  # inside the sandbox run
+        os.kill(controller.pid, signal.SIGKILL)
+        controller.wait(timeout=10)
+    finally:
+        finish(controller, timeout=10)
+
+
 def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign):
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
         max_trials=5,
         proxy_knobs={"SLEEP_SECONDS": 1.5},
     )
-    run_dir = load_campaign(toml).run_dir
-    controller = start_controller(toml)
-    try:
-        wait_for(run_dir / "trials" / "1" / "run", controller)
-        time.sleep(0.3)  # inside the sandbox run
-        os.kill(controller.pid, signal.SIGKILL)  # the controller only, as the OOM killer would
-        controller.wait(timeout=10)
-    finally:
-        finish(controller, timeout=10)
+    kill_9_during_trial_1(toml)
     study, store = open_results(toml)
     killed = study.trial(1)
     assert killed.state == "RUNNING"
@@ -110,7 +114,6 @@ def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign
     assert killed_hypothesis in replayed
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_campaign):
     """The budget already paid for the killed attempt: the re-run must not be stranded by it."""
     toml = make_campaign(
@@ -118,15 +121,7 @@ def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_c
         max_trials=2,  # the seed and the one trial that gets killed
         proxy_knobs={"SLEEP_SECONDS": 1.5},
     )
-    run_dir = load_campaign(toml).run_dir
-    controller = start_controller(toml)
-    try:
-        wait_for(run_dir / "trials" / "1" / "run", controller)
-        time.sleep(0.3)
-        os.kill(controller.pid, signal.SIGKILL)
-        controller.wait(timeout=10)
-    finally:
-        finish(controller, timeout=10)
+    kill_9_during_trial_1(toml)
 
     resumed = start_controller(toml)
     output = finish(resumed, timeout=90)
@@ -139,6 +134,7 @@ def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_c
     assert "trial budget reached" in output
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
     make_campaign, run_campaign, monkeypatch
 ):
