@@ -48,8 +48,11 @@ try:
 except ImportError:
     brotli = None
 
+# The CPU path never imports triton, except under Triton's interpreter (TRITON_INTERPRET=1), which runs the
+# fused kernels on CPU tensors so that machines without a GPU can still check them against eager.
+TRITON_INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 triton = None
-if torch.cuda.is_available():  # the CPU path never imports triton
+if torch.cuda.is_available() or TRITON_INTERPRET:
     try:
         import triton
         import triton.language as tl
@@ -495,7 +498,7 @@ def softcap_cross_entropy_eager(logits: Tensor, targets: Tensor, cap: float) -> 
 
 
 # -----------------------------------------------------------------------------
-# Fused softcapped cross-entropy (Triton, CUDA only)
+# Fused softcapped cross-entropy (Triton: CUDA, or CPU under the interpreter)
 # -----------------------------------------------------------------------------
 # One program per row. Softcapping bounds z = cap*tanh(x/cap) to [-cap, cap], so logsumexp can shift by
 # the constant cap instead of a running max (exp(z - cap) >= exp(-2 cap) stays a normal fp32 for cap <= 40):
@@ -569,7 +572,8 @@ if triton is not None:
 
 
 def fused_ce_available(device: torch.device, cap: float) -> bool:
-    return triton is not None and device.type == "cuda" and cap <= FUSED_CE_MAX_CAP
+    on_device = device.type == "cuda" or (TRITON_INTERPRET and device.type == "cpu")
+    return triton is not None and on_device and cap <= FUSED_CE_MAX_CAP
 
 
 def softcap_cross_entropy(logits: Tensor, targets: Tensor, cap: float, fused: bool = True) -> Tensor:
@@ -741,14 +745,18 @@ class Trainer:
         return total / self.accum
 
     def warm_up_compile(self) -> bool:
-        """Run WARMUP_STEPS steps so torch.compile builds its graphs, then restore the initial weights,
-        optimizer state and data position: measured training starts from the true init (baseline).
-        Runs only when compiling on CUDA; returns whether it ran."""
+        """WARMUP_STEPS of warm_up() when compiling on CUDA (eager CPU has nothing to build); whether it ran."""
         if not (self.rt.is_cuda and self.cfg.compile and self.cfg.warmup_steps > 0):
             return False
+        self.warm_up(self.cfg.warmup_steps)
+        return True
+
+    def warm_up(self, steps: int) -> None:
+        """Run `steps` steps so torch.compile builds its graphs, then restore the initial weights,
+        optimizer state and data position: measured training starts from the true init (baseline)."""
         model_state = copy.deepcopy(self.model.state_dict())
         opt_states = [copy.deepcopy(opt.state_dict()) for opt in self.optimizers]
-        for i in range(self.cfg.warmup_steps):
+        for i in range(steps):
             self.step(i, 0.0)
         self.model.load_state_dict(model_state)
         for opt, state in zip(self.optimizers, opt_states, strict=True):
@@ -757,7 +765,6 @@ class Trainer:
                 group["lr"] = group["base_lr"]
         self.reset_data()
         self.rt.sync()
-        return True
 
 
 def train(
