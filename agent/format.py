@@ -20,10 +20,11 @@ headers, ``@@`` hunks) or inside an ``<edit>``.
 
 The parser is strict about structure (a SEARCH without its ``=======`` and ``>>>>>>> REPLACE`` is an
 error naming the reply line) and forgiving about wrapping: the whole reply in ``` fences, chatter
-before and after, fences inside an ``<edit>``, CRLF line endings, 5-9 marker characters, an ``<edit>``
-without ``path`` (the entry file), SEARCH/REPLACE blocks with no ``<edit>`` at all (the entry file),
-and a missing ``</edit>`` (the edit runs to the end of the reply). The same format is used by the
-``replay`` proposer, so hand-written proposals go through this very parser.
+before and after (Markdown headings included), fences inside an ``<edit>``, CRLF line endings,
+5-9 marker characters, an ``<edit>`` without ``path`` (the entry file), SEARCH/REPLACE blocks with no
+``<edit>`` at all (the entry file), and a missing ``</edit>`` (the edit runs to the end of the reply).
+The same format is used by the ``replay`` proposer, so hand-written proposals go through this very
+parser.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 
 from agent.errors import ProposalError
 from agent.proposal import Edit, EditKind
+from agent.unified_diff import hunk_end
 
 _HYPOTHESIS = re.compile(r"<hypothesis>(.*?)</hypothesis>", re.DOTALL | re.IGNORECASE)
 _RATIONALE = re.compile(r"<rationale>(.*?)(?:</rationale>|(?=<edit\b)|\Z)", re.DOTALL | re.IGNORECASE)
@@ -125,50 +127,65 @@ def _parse_edit_body(body: str, path: str, *, first_line: int) -> list[Edit]:
 
 
 def _parse_search_replace(text: str, path: str, *, first_line: int) -> list[Edit]:
-    """Every ``<<<<<<< SEARCH / ======= / >>>>>>> REPLACE`` block in ``text``, in order."""
+    """Every ``<<<<<<< SEARCH / ======= / >>>>>>> REPLACE`` block in ``text``, in order.
+
+    Outside a block only a marker that must belong to a broken block is an error: a stray REPLACE
+    line, or a divider whose next marker is a REPLACE line (the block lost its SEARCH line). Any other
+    line of 5-9 ``=`` is chatter, such as a Markdown setext heading underline ("Plan" over "=====").
+    """
     lines = text.split("\n")
     edits: list[Edit] = []
     i = 0
     while i < len(lines):
-        if not _SEARCH.match(lines[i]):
-            if _DIVIDER.match(lines[i]) or _REPLACE.match(lines[i]):
-                marker = lines[i].strip()
-                raise ProposalError(
-                    f"Reply line {first_line + i}: `{marker}` appears without a `<<<<<<< SEARCH` line "
-                    "before it. Each block is <<<<<<< SEARCH, the old lines, =======, the new lines, "
-                    ">>>>>>> REPLACE."
-                )
-            i += 1
+        if _SEARCH.match(lines[i]):
+            search, replace, i = _read_block(lines, i, path, first_line=first_line)
+            edits.append(Edit(path=path, kind=EditKind.SEARCH_REPLACE, search=search, replace=replace))
             continue
-        start = i
-        divider = _next_marker(lines, start + 1, _DIVIDER, stop=_SEARCH)
-        if divider is None:
+        if _REPLACE.match(lines[i]) or (_DIVIDER.match(lines[i]) and _next_marker_is_replace(lines, i + 1)):
             raise ProposalError(
-                f"Reply line {first_line + start}: the SEARCH block for {path} has no `=======` line "
-                "after its SEARCH text."
+                f"Reply line {first_line + i}: `{lines[i].strip()}` appears without a `<<<<<<< SEARCH` line "
+                "before it. Each block is <<<<<<< SEARCH, the old lines, =======, the new lines, "
+                ">>>>>>> REPLACE."
             )
-        end = _next_marker(lines, divider + 1, _REPLACE, stop=_SEARCH)
-        if end is None:
-            raise ProposalError(
-                f"Reply line {first_line + start}: the SEARCH block for {path} has no "
-                "`>>>>>>> REPLACE` line after its REPLACE text."
-            )
-        search = _block_text(lines[start + 1 : divider])
-        replace = _block_text(lines[divider + 1 : end])
-        edits.append(Edit(path=path, kind=EditKind.SEARCH_REPLACE, search=search, replace=replace))
-        i = end + 1
+        i += 1
     return edits
 
 
-def _next_marker(
-    lines: list[str], start: int, marker: re.Pattern[str], *, stop: re.Pattern[str]
-) -> int | None:
-    for i in range(start, len(lines)):
-        if marker.match(lines[i]):
-            return i
-        if stop.match(lines[i]):
-            return None
-    return None
+def _read_block(lines: list[str], start: int, path: str, *, first_line: int) -> tuple[str, str, int]:
+    """The SEARCH and REPLACE texts of the block opened at ``lines[start]``, and the index after it."""
+    dividers: list[int] = []
+    end = None
+    for i in range(start + 1, len(lines)):
+        if _REPLACE.match(lines[i]):
+            end = i
+            break
+        if _SEARCH.match(lines[i]):
+            break
+        if _DIVIDER.match(lines[i]):
+            dividers.append(i)
+    if not dividers:
+        raise ProposalError(
+            f"Reply line {first_line + start}: the SEARCH block for {path} has no `=======` line "
+            "after its SEARCH text."
+        )
+    if end is None:
+        raise ProposalError(
+            f"Reply line {first_line + start}: the SEARCH block for {path} has no "
+            "`>>>>>>> REPLACE` line after its REPLACE text."
+        )
+    # Several candidates: the code itself may hold a 5-9 "=" line (an RST docstring underline), so the
+    # canonical seven-character divider wins; otherwise the first one, as before.
+    divider = next((i for i in dividers if lines[i].strip() == "======="), dividers[0])
+    return _block_text(lines[start + 1 : divider]), _block_text(lines[divider + 1 : end]), end + 1
+
+
+def _next_marker_is_replace(lines: list[str], start: int) -> bool:
+    for line in lines[start:]:
+        if _SEARCH.match(line) or _DIVIDER.match(line):
+            return False
+        if _REPLACE.match(line):
+            return True
+    return False
 
 
 def _block_text(lines: list[str]) -> str:
@@ -185,7 +202,7 @@ def split_unified_diff(diff: str, *, default_path: str | None = None) -> list[Ed
     A diff with hunks but no headers is taken to be for ``default_path`` (the ``<edit>``'s file).
     """
     lines = diff.replace("\r\n", "\n").split("\n")
-    starts = [i for i in range(len(lines) - 1) if _DIFF_OLD.match(lines[i]) and _DIFF_NEW.match(lines[i + 1])]
+    starts = _file_header_starts(lines)
     if not starts:
         if default_path is None or not any(line.startswith("@@") for line in lines):
             return []
@@ -202,6 +219,22 @@ def split_unified_diff(diff: str, *, default_path: str | None = None) -> list[Ed
         name = old_name if new_name == "/dev/null" else new_name
         edits.append(Edit(path=diff_path(name), kind=EditKind.UNIFIED_DIFF, diff=section))
     return edits
+
+
+def _file_header_starts(lines: list[str]) -> list[int]:
+    """Where each ``--- old`` / ``+++ new`` header pair starts, skipping hunk bodies: a removed line
+    ``-- x`` reads ``--- x`` in the diff and must not start a new file."""
+    starts: list[int] = []
+    i = 0
+    while i < len(lines) - 1:
+        if lines[i].startswith("@@"):
+            i = hunk_end(lines, i)
+        elif _DIFF_OLD.match(lines[i]) and _DIFF_NEW.match(lines[i + 1]):
+            starts.append(i)
+            i += 2
+        else:
+            i += 1
+    return starts
 
 
 def _diff_lines(lines: list[str]) -> list[str]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from agent.errors import AgentError, ProposalError
 
 _HUNK_START = re.compile(r"^@@\s*(?:-(\d+))?")  # "@@ -12,3 +12,4 @@", and bare "@@" / "@@ def f():"
+_HUNK_COUNTS = re.compile(r"^@@\s*-\d+(?:,(\d+))?\s+\+\d+(?:,(\d+))?\s*@@")  # an omitted count is 1
+_BODY_PREFIXES = (" ", "-", "+", "\\")
 _GIT_TIMEOUT_SECONDS = 30
 
 
@@ -28,7 +30,7 @@ def apply_unified_diff(files: dict[str, str], diff: str, *, path: str, label: st
     :class:`AgentError` when git itself is missing or fails (a fault of the harness, not the reply).
     """
     diff = reposition_hunks(diff.replace("\r\n", "\n"), files.get(path, ""))
-    strip = "-p1" if re.search(r"^--- (a/|/dev/null)", diff, re.MULTILINE) else "-p0"
+    strip = _strip_option(diff)
     with tempfile.TemporaryDirectory(prefix="autogolf-diff-") as scratch:
         root = Path(scratch)
         for name, text in files.items():
@@ -88,9 +90,7 @@ def reposition_hunks(diff: str, text: str) -> str:
             out.append(lines[i])
             i += 1
             continue
-        end = i + 1
-        while end < len(lines) and not lines[end].startswith(("@@", "--- ")):
-            end += 1
+        end = hunk_end(lines, i)
         body = lines[i + 1 : end]
         # A bare empty line inside a hunk is a blank context line (git reads it the same way).
         old = [line[1:].rstrip() if line else "" for line in body if line[:1] in (" ", "-", "")]
@@ -111,3 +111,51 @@ def reposition_hunks(diff: str, text: str) -> str:
         out.extend(body)
         i = end
     return "\n".join(out) + "\n"
+
+
+def hunk_end(lines: list[str], header: int) -> int:
+    """The index just past the body of the hunk whose ``@@`` line is ``lines[header]``.
+
+    Inside the counts of an ``@@ -a,b +c,d @@`` header every line is body, so a removed ``-- x``
+    (``--- x`` in the diff) or an added ``++ y`` is never taken for a file header; the one exception
+    is a whole ``---``/``+++``/``@@`` header, which ends a hunk whose counts were overstated. Past the
+    counts (models understate them; a bare ``@@`` has none) the body runs on until the next ``@@``, a
+    ``---``/``+++`` header pair, or a line no hunk can hold (prose after the diff).
+    """
+    counts = _HUNK_COUNTS.match(lines[header])
+    old_left = int(counts.group(1) or 1) if counts else 0
+    new_left = int(counts.group(2) or 1) if counts else 0
+    end = header + 1
+    while end < len(lines):
+        line = lines[end]
+        if line and not line.startswith(_BODY_PREFIXES):
+            break  # "@@" of the next hunk, or prose
+        if _is_file_header(lines, end, with_hunk=old_left > 0 or new_left > 0):
+            break
+        if line[:1] in (" ", "-", ""):
+            old_left = max(old_left - 1, 0)
+        if line[:1] in (" ", "+", ""):
+            new_left = max(new_left - 1, 0)
+        end += 1
+    return end
+
+
+def _is_file_header(lines: list[str], at: int, *, with_hunk: bool) -> bool:
+    """Whether ``lines[at]`` opens a ``--- old`` / ``+++ new`` header (then ``@@`` if ``with_hunk``)."""
+    if not (lines[at].startswith("--- ") and at + 1 < len(lines) and lines[at + 1].startswith("+++ ")):
+        return False
+    return not with_hunk or (at + 2 < len(lines) and lines[at + 2].startswith("@@"))
+
+
+def _strip_option(diff: str) -> str:
+    """``-p1`` for ``a/`` / ``b/`` prefixed names, else ``-p0``, read from the file header only (a
+    removed line ``-- a/b`` inside a hunk reads ``--- a/b`` too)."""
+    lines = diff.split("\n")
+    for at, line in enumerate(lines):
+        if line.startswith("@@"):
+            break
+        if _is_file_header(lines, at, with_hunk=False):
+            old, new = lines[at][4:].strip(), lines[at + 1][4:].strip()
+            prefixed = old.startswith("a/") or (old == "/dev/null" and new.startswith("b/"))
+            return "-p1" if prefixed else "-p0"
+    return "-p0"

@@ -3,7 +3,9 @@
 Layout of the published export (read from openai/parameter-golf ``data/cached_challenge_fineweb.py``):
 a dataset repository whose ``datasets/`` folder holds ``manifest.json`` (datasets with shard counts,
 tokenizers with their files), ``datasets/fineweb10B_<variant>/fineweb_{train,val}_NNNNNN.bin`` and
-``tokenizers/fineweb_<vocab>_bpe.{model,vocab}``. Everything under that folder is mirrored into ``dest``.
+``tokenizers/fineweb_<vocab>_bpe.{model,vocab}``. The chosen dataset and its tokenizer are mirrored into
+``dest`` under the same paths, and their manifest entries are merged into ``dest/manifest.json`` (other
+entries, from other fetches or from ``prepare build``, are kept).
 
 Each file goes through ``hf_hub_download``: it lands in the Hugging Face cache (interrupted downloads
 resume there; ``HF_HUB_OFFLINE=1`` serves from it) and is then hard-linked (or copied) into ``dest``.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from baseline.manifest import MANIFEST_NAME, dataset_entries, read_manifest
+from baseline.manifest import MANIFEST_NAME, dataset_entries, merge_fetched, read_manifest, write_manifest
 from baseline.shards import DataError, ShardError, read_header, shard_name
 
 OFFICIAL_REPO_ID = "willdepueoai/parameter-golf"
@@ -65,8 +67,10 @@ def fetch_official(
     """Mirror the validation shards, the first ``train_shards`` train shards and the tokenizer into ``dest``.
 
     Files already in ``dest`` with a valid header are kept; every downloaded shard's header is verified.
-    Raises DataError for an unknown variant, too many shards requested, a Hub failure (with what to do),
-    or a corrupt shard (naming the file).
+    The dataset's and tokenizer's entries are merged into ``dest/manifest.json``. Raises DataError for
+    an unknown variant, too many shards requested, a Hub failure (with what to do), a corrupt shard
+    (naming the file), or, before anything is downloaded, a ``dest/manifest.json`` that lists the
+    dataset or tokenizer with other contents (data from another source).
     """
     if not _VARIANT.match(variant):
         raise DataError(f"unknown variant {variant!r}; use sp1024, sp4096 or sp8192")
@@ -76,7 +80,8 @@ def fetch_official(
     dest = Path(dest)
     manifest_file = _download(repo_id, f"{REMOTE_ROOT}/{MANIFEST_NAME}", cache_dir)
     manifest = read_manifest(manifest_file, f"it came from {repo_id}; delete it and fetch again")
-    dataset_entry, tokenizer_files = _select(manifest, variant, repo_id)
+    dataset_entry, tokenizer_entry, tokenizer_files = _select(manifest, variant, repo_id)
+    _merged_manifest(dest, dataset_entry, tokenizer_entry, repo_id)  # refuse a conflict before downloading
     stats = dataset_entry.get("stats") or {}
     available, val_count = int(stats.get("files_train", 0)), int(stats.get("files_val", 0))
     if train_shards > available:
@@ -101,7 +106,8 @@ def fetch_official(
     finally:
         if not progress and not hub_bars_were_off:
             enable_progress_bars()
-    _place(manifest_file, dest / MANIFEST_NAME)
+    # Merged again from the file as it is now, so entries written meanwhile by another command survive.
+    write_manifest(dest / MANIFEST_NAME, _merged_manifest(dest, dataset_entry, tokenizer_entry, repo_id))
 
     dataset_dir = dest / dataset_rel
     model = next((f for f in tokenizer_files if f.endswith(".model")), tokenizer_files[0])
@@ -117,8 +123,8 @@ def fetch_official(
     )
 
 
-def _select(manifest: dict, variant: str, repo_id: str) -> tuple[dict, list[str]]:
-    """The manifest's entry for the variant's dataset and the tokenizer files it needs."""
+def _select(manifest: dict, variant: str, repo_id: str) -> tuple[dict, dict, list[str]]:
+    """The manifest's entries for the variant's dataset and its tokenizer, and the tokenizer's files."""
     name = f"fineweb10B_{variant}"
     entry, tokenizer = dataset_entries(manifest, name)
     if entry is None:
@@ -131,11 +137,17 @@ def _select(manifest: dict, variant: str, repo_id: str) -> tuple[dict, list[str]
     files = [
         str(tokenizer[k]) for k in ("model_path", "vocab_path", "path") if tokenizer and tokenizer.get(k)
     ]
-    if not files:
+    if tokenizer is None or not files:
         raise DataError(
             f"manifest of {repo_id}: tokenizer {entry.get('tokenizer_name')!r} of {name} has no files"
         )
-    return entry, files
+    return entry, tokenizer, files
+
+
+def _merged_manifest(dest: Path, dataset_entry: dict, tokenizer_entry: dict, repo_id: str) -> dict:
+    path = dest / MANIFEST_NAME
+    local = read_manifest(path, "fix or delete it, then fetch again") if path.exists() else {}
+    return merge_fetched(local, dataset=dataset_entry, tokenizer=tokenizer_entry, where=path, source=repo_id)
 
 
 def _fetch_file(repo_id: str, rel: str, target: Path, cache_dir: Path | None, *, is_shard: bool) -> None:

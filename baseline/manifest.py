@@ -1,8 +1,9 @@
 """The data folder's ``manifest.json``, in the official export's shape, and the datasets built into it.
 
 A manifest lists ``datasets`` (name, tokenizer name, path, vocabulary size, shard and token counts under
-``stats``) and ``tokenizers`` (name, model and vocab paths). ``fetch`` mirrors the official one;
-``prepare`` adds an entry per build and checks a build against its entry before using it.
+``stats``) and ``tokenizers`` (name, model and vocab paths). ``fetch`` adds the published entries of
+each dataset it mirrors (and of its tokenizer), ``prepare`` an entry per build, which it checks a build
+against before using it; both keep every other entry, so one folder can hold data from several sources.
 """
 
 from __future__ import annotations
@@ -93,9 +94,52 @@ def record_build(
             e for e in manifest.get(key, []) if not (isinstance(e, dict) and e.get("name") == entry["name"])
         ]
         manifest[key] = [*others, entry]
-    tmp = manifest_path.with_name(manifest_path.name + ".tmp")
+    write_manifest(manifest_path, manifest)
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    """Write ``manifest`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(manifest_path)
+    tmp.replace(path)
+
+
+def merge_fetched(manifest: dict, *, dataset: dict, tokenizer: dict, where: Path, source: str) -> dict:
+    """``manifest`` (left unchanged) with a fetched ``dataset`` entry and its ``tokenizer`` entry added.
+
+    An entry already listed under the same name must be identical, and no other tokenizer may claim
+    the same files: fetch keeps files already in the folder, so a different entry means those files
+    may come from elsewhere and mixing them would go unnoticed. Raises DataError naming the manifest
+    ``where``, the entry, ``source`` (the repository fetched from) and the fix.
+    """
+    merged = dict(manifest)
+    fix = f"fetch into another folder, or move the listed files and the entry out of {where}"
+    for key, entry in (("datasets", dataset), ("tokenizers", tokenizer)):
+        listed = manifest.get(key, [])
+        if not isinstance(listed, list):
+            raise DataError(f"{where}: {key!r} must be a list, got {type(listed).__name__}; {fix}")
+        same_name = next((e for e in listed if isinstance(e, dict) and e.get("name") == entry["name"]), None)
+        if same_name is not None and same_name != entry:
+            differing = sorted(k for k in {*same_name, *entry} if same_name.get(k) != entry.get(k))
+            raise DataError(
+                f"{where} already lists {key[:-1]} {entry['name']!r} with other contents than {source} "
+                f"publishes (they differ in {', '.join(differing)}); {fix}"
+            )
+        merged[key] = listed if same_name is not None else [*listed, entry]
+    claimed = _tokenizer_files(tokenizer)
+    for other in merged["tokenizers"]:
+        if isinstance(other, dict) and other.get("name") != tokenizer["name"]:
+            shared = claimed & _tokenizer_files(other)
+            if shared:
+                raise DataError(
+                    f"{where}: tokenizer {other.get('name')!r} already uses {', '.join(sorted(shared))}, "
+                    f"which tokenizer {tokenizer['name']!r} from {source} needs; {fix}"
+                )
+    return merged
+
+
+def _tokenizer_files(entry: dict) -> set[str]:
+    return {str(entry[k]) for k in ("model_path", "vocab_path", "path") if entry.get(k)}
 
 
 def load_built_dataset(root: Path, dataset_name: str) -> BuiltDataset:

@@ -91,6 +91,70 @@ def test_unfenced_diff_amid_prose_is_found():
 
 
 def test_stray_marker_after_an_edit_names_its_own_reply_line():
-    reply = f'<hypothesis>h</hypothesis>\n<edit path="x.py">\n{BLOCK}</edit>\nprose\n=======\n'
+    # A divider that a REPLACE marker closes is a block missing its SEARCH line, not a heading.
+    before = f'<hypothesis>h</hypothesis>\n<edit path="x.py">\n{BLOCK}</edit>\nprose\n'
     with pytest.raises(ProposalError, match=r"^Reply line 10: `=======` appears without"):
+        parse_reply(before + "=======\nb\n>>>>>>> REPLACE\n")
+    with pytest.raises(ProposalError, match=r"^Reply line 10: `>>>>>>> REPLACE` appears without"):
+        parse_reply(before + ">>>>>>> REPLACE\n")
+
+
+def test_setext_headings_in_chatter_are_not_dividers():
+    reply = (
+        "<hypothesis>h</hypothesis>\nPlan\n=====\nOne change.\n"
+        f'<edit path="x.py">\nWhy\n=========\n{BLOCK}Done\n=======\n</edit>\nSummary\n======\nThat is all.\n'
+    )
+    (edit,) = parse_reply(reply).edits
+    assert (edit.path, edit.search, edit.replace) == ("x.py", "old line\n", "new line\n")
+
+
+def test_bare_blocks_after_a_setext_heading_still_parse():
+    reply = f"<hypothesis>h</hypothesis>\nThe edit\n========\n{BLOCK}"
+    (edit,) = parse_reply(reply, entry="main.py").edits
+    assert (edit.path, edit.search, edit.replace) == ("main.py", "old line\n", "new line\n")
+
+
+def test_block_missing_its_search_line_is_blamed_on_its_divider_not_an_earlier_heading():
+    reply = "<hypothesis>h</hypothesis>\n<edit>\nPlan\n=====\nold\n=======\nnew\n>>>>>>> REPLACE\n</edit>"
+    with pytest.raises(ProposalError, match=r"^Reply line 6: `=======` appears without"):
         parse_reply(reply)
+
+
+def test_search_block_without_divider_says_so_despite_a_heading_after_it():
+    reply = "<hypothesis>h</hypothesis>\n<edit>\n<<<<<<< SEARCH\na\n>>>>>>> REPLACE\nNotes\n=====\n</edit>"
+    with pytest.raises(ProposalError, match=r"Reply line 3: .*has no `=======` line"):
+        parse_reply(reply)
+
+
+def test_diff_lines_that_look_like_file_headers_stay_in_their_hunk():
+    # Lua comments "-- a/b ..." replaced by "++ c/d ...": inside the hunk's counts they are body lines.
+    lua = "--- a/m.lua\n+++ b/m.lua\n@@ -1,2 +1,2 @@\n x = 1\n--- a/b is the ratio\n+++ c/d is the ratio\n"
+    other = "--- a/n.lua\n+++ b/n.lua\n@@ -1 +1 @@\n-y = 1\n+y = 2\n"
+    edits = split_unified_diff(lua + other)
+    assert [(e.path, e.diff) for e in edits] == [("m.lua", lua), ("n.lua", other)]
+
+
+def test_a_header_after_a_hunk_with_understated_counts_still_starts_the_next_file():
+    first = "--- a/m.lua\n+++ b/m.lua\n@@ -1 +1 @@\n x = 1\n--- note\n+-- other note\n"
+    second = "--- a/n.lua\n+++ b/n.lua\n@@ -1 +1 @@\n-y = 1\n+y = 2\n"
+    edits = split_unified_diff(first + second)
+    assert [(e.path, e.diff) for e in edits] == [("m.lua", first), ("n.lua", second)]
+
+
+def test_an_underline_inside_the_search_text_does_not_split_the_block():
+    # An RST docstring title underline in the quoted code is a 5-9 "=" line too; "=======" is the divider.
+    reply = (
+        '<hypothesis>h</hypothesis>\n<edit>\n<<<<<<< SEARCH\n"""Model\n=====\n"""\n=======\n'
+        '"""Deeper model\n=====\n"""\n>>>>>>> REPLACE\n</edit>'
+    )
+    (edit,) = parse_reply(reply).edits
+    assert (edit.search, edit.replace) == ('"""Model\n=====\n"""\n', '"""Deeper model\n=====\n"""\n')
+
+
+def test_a_header_inside_overstated_counts_still_starts_the_next_file():
+    first = "--- a/m.py\n+++ b/m.py\n@@ -1,5 +1,5 @@\n-a\n+b\n"
+    second = "--- a/n.py\n+++ b/n.py\n@@ -1 +1 @@\n-c\n+d\n"
+    assert [(e.path, e.diff) for e in split_unified_diff(first + second)] == [
+        ("m.py", first),
+        ("n.py", second),
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.errors import AgentError, ProposalError
-from agent.unified_diff import apply_unified_diff
+from agent.unified_diff import apply_unified_diff, reposition_hunks
 
 TEXT = "".join(f"line {n}\n" for n in range(1, 21))
 
@@ -47,3 +47,28 @@ def test_missing_git_is_a_harness_fault_not_a_bad_reply(monkeypatch, tmp_path):
     with pytest.raises(AgentError, match="need the `git` executable on PATH") as info:
         apply_unified_diff({"m.py": TEXT}, diff, path="m.py", label="Edit block 1")
     assert "install git" in info.value.hint
+
+
+LUA = "".join(f"x{n} = {n}\n" for n in range(1, 11)) + "-- a/b is the ratio\n" + "y = 2\n"
+
+
+def test_removed_comment_line_in_a_diff_without_a_b_prefixes_is_not_taken_for_a_header():
+    # "-- a/b ..." removed gives "--- a/b ..." in the hunk; only the real header decides -p0 vs -p1.
+    diff = "--- m.lua\n+++ m.lua\n@@ -11 +10,0 @@\n--- a/b is the ratio\n"
+    out = apply_unified_diff({"m.lua": LUA}, diff, path="m.lua", label="Edit block 1")
+    assert out["m.lua"] == LUA.replace("-- a/b is the ratio\n", "")
+
+
+def test_a_hunk_starting_with_a_removed_dash_dash_line_is_repositioned_whole():
+    diff = "--- a/m.lua\n+++ b/m.lua\n@@\n--- a/b is the ratio\n y = 2\n"
+    assert reposition_hunks(diff, LUA).split("\n")[2] == "@@ -11,2 +11,1 @@"
+    out = apply_unified_diff({"m.lua": LUA}, diff, path="m.lua", label="Edit block 1")
+    assert out["m.lua"] == LUA.replace("-- a/b is the ratio\n", "")
+
+
+def test_removed_and_added_lines_that_look_like_headers_are_applied_as_body():
+    diff = (
+        "--- a/m.lua\n+++ b/m.lua\n@@ -10,2 +10,2 @@\n x10 = 10\n--- a/b is the ratio\n+++ c/d is the ratio\n"
+    )
+    out = apply_unified_diff({"m.lua": LUA}, diff, path="m.lua", label="Edit block 1")
+    assert out["m.lua"] == LUA.replace("-- a/b is the ratio\n", "++ c/d is the ratio\n")

@@ -16,6 +16,7 @@ import pytest
 
 from baseline import fetch
 from baseline.fetch import OFFICIAL_REPO_ID, default_repo_id, fetch_official
+from baseline.manifest import record_build
 from baseline.shards import DataError, read_shard, write_shard
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -116,7 +117,11 @@ def test_fetch_mirrors_val_the_first_train_shards_and_the_tokenizer(hub, tmp_pat
     assert got.tokenizer_path == dest / "tokenizers" / "fineweb_1024_bpe.model"
     assert got.tokenizer_path.read_bytes() == b"model bytes"
     assert (dest / "tokenizers" / "fineweb_1024_bpe.vocab").read_bytes() == b"vocab bytes"
-    assert json.loads((dest / "manifest.json").read_text()) == MANIFEST
+    # The local manifest lists what was fetched: the dataset and its tokenizer, entries as published.
+    assert json.loads((dest / "manifest.json").read_text()) == {
+        "datasets": [MANIFEST["datasets"][0]],
+        "tokenizers": [MANIFEST["tokenizers"][0]],
+    }
     assert not any(p.is_symlink() for p in dest.rglob("*")), "dest must hold real files, not cache links"
 
 
@@ -205,3 +210,131 @@ def test_repo_defaults_follow_where_each_variant_is_published(monkeypatch):
     assert default_repo_id("sp8192") == fetch.VARIANT_REPO_IDS["sp8192"] != OFFICIAL_REPO_ID
     monkeypatch.setenv("MATCHED_FINEWEB_REPO_ID", "me/my-export")
     assert default_repo_id("sp1024") == "me/my-export"
+
+
+OTHER_REPO_ID = fetch.VARIANT_REPO_IDS["sp8192"]
+OTHER_MANIFEST = {
+    "datasets": [
+        {
+            "name": "fineweb10B_sp8192",
+            "tokenizer_name": "sp_bpe_8192",
+            "stats": {"files_train": 1, "files_val": 1},
+        },
+        {  # the same name as the official dataset, published with other contents
+            "name": "fineweb10B_sp1024",
+            "tokenizer_name": "sp_bpe_1024",
+            "stats": {"files_train": 9, "files_val": 1},
+        },
+    ],
+    "tokenizers": [
+        {
+            "name": "sp_bpe_8192",
+            "model_path": "tokenizers/fineweb_8192_bpe.model",
+            "vocab_path": "tokenizers/fineweb_8192_bpe.vocab",
+        },
+        MANIFEST["tokenizers"][0],
+    ],
+}
+
+
+@pytest.fixture
+def other_hub(hub, tmp_path) -> FakeHubCache:
+    """The participant's repository, in the same cache as the official one (``hub``)."""
+    cache = FakeHubCache(tmp_path / "hf", OTHER_REPO_ID)
+    cache.put("datasets/manifest.json", json.dumps(OTHER_MANIFEST).encode())
+    rng = np.random.default_rng(1)
+    for name in ["fineweb_val_000000", "fineweb_train_000000"]:
+        tokens = rng.integers(0, 8192, size=200).astype(np.uint16)
+        cache.put(f"datasets/datasets/fineweb10B_sp8192/{name}.bin", shard_bytes(tmp_path, tokens))
+    cache.put("datasets/tokenizers/fineweb_8192_bpe.model", b"model 8192")
+    cache.put("datasets/tokenizers/fineweb_8192_bpe.vocab", b"vocab 8192")
+    return cache
+
+
+def listed(dest: Path) -> tuple[list[str], list[str]]:
+    manifest = json.loads((dest / "manifest.json").read_text())
+    return [d["name"] for d in manifest["datasets"]], [t["name"] for t in manifest["tokenizers"]]
+
+
+def test_fetching_variants_from_two_repositories_into_one_folder_keeps_both_entries(other_hub, tmp_path):
+    dest = tmp_path / "data"
+    fetch_official("sp1024", dest, 1, progress=False, cache_dir=other_hub.root)
+    second = fetch_official("sp8192", dest, 1, progress=False, cache_dir=other_hub.root)
+    assert second.repo_id == OTHER_REPO_ID
+    assert listed(dest) == (["fineweb10B_sp1024", "fineweb10B_sp8192"], ["sp_bpe_1024", "sp_bpe_8192"])
+    manifest = json.loads((dest / "manifest.json").read_text())
+    # The official entry survives; the other repository's sp1024 entry was never fetched, so never merged.
+    assert manifest["datasets"][0] == MANIFEST["datasets"][0]
+    fetch_official("sp1024", dest, 2, progress=False, cache_dir=other_hub.root)  # fetching again is fine
+    assert listed(dest) == (["fineweb10B_sp1024", "fineweb10B_sp8192"], ["sp_bpe_1024", "sp_bpe_8192"])
+
+
+def test_a_fetch_keeps_the_entries_of_a_local_build(hub, tmp_path):
+    cache, _ = hub
+    dest = tmp_path / "data"
+    dest.mkdir()
+    stats = {
+        "files_train": 1,
+        "files_val": 1,
+        "tokens_train": 5,
+        "tokens_val": 5,
+        "docs_train": 1,
+        "docs_val": 1,
+    }
+    record_build(
+        dest, dataset_name="t_sp400", tokenizer_name="t_sp400", vocab_size=400, bos_id=1, stats=stats
+    )
+    built = json.loads((dest / "manifest.json").read_text())
+    fetch_official("sp1024", dest, 0, progress=False, cache_dir=cache.root)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    assert manifest["datasets"] == [*built["datasets"], MANIFEST["datasets"][0]]
+    assert manifest["tokenizers"] == [*built["tokenizers"], MANIFEST["tokenizers"][0]]
+
+
+def test_the_same_dataset_with_other_contents_is_refused_before_any_download(other_hub, tmp_path):
+    dest = tmp_path / "data"
+    fetch_official("sp1024", dest, 1, progress=False, cache_dir=other_hub.root)
+    before = (dest / "manifest.json").read_text()
+    with pytest.raises(
+        DataError,
+        match=r"manifest\.json already lists dataset 'fineweb10B_sp1024' with other contents than "
+        r"kevclark/parameter-golf publishes \(they differ in stats\); fetch into another folder",
+    ):
+        fetch_official("sp1024", dest, 2, progress=False, cache_dir=other_hub.root, repo_id=OTHER_REPO_ID)
+    assert (dest / "manifest.json").read_text() == before
+    assert not (dest / "datasets" / "fineweb10B_sp1024" / "fineweb_train_000001.bin").exists()
+
+
+def test_a_built_tokenizer_holding_the_official_tokenizer_files_is_refused(hub, tmp_path):
+    cache, _ = hub
+    dest = tmp_path / "data"
+    dest.mkdir()
+    stats = {
+        "files_train": 1,
+        "files_val": 1,
+        "tokens_train": 5,
+        "tokens_val": 5,
+        "docs_train": 1,
+        "docs_val": 1,
+    }
+    # A local build named after the official tokenizer file: fetch would keep the built .model file.
+    record_build(
+        dest, dataset_name="mine", tokenizer_name="fineweb_1024_bpe", vocab_size=1024, bos_id=1, stats=stats
+    )
+    with pytest.raises(
+        DataError,
+        match=r"tokenizer 'fineweb_1024_bpe' already uses tokenizers/fineweb_1024_bpe\.model, "
+        r"tokenizers/fineweb_1024_bpe\.vocab, which tokenizer 'sp_bpe_1024' from willdepueoai",
+    ):
+        fetch_official("sp1024", dest, 1, progress=False, cache_dir=cache.root)
+    assert not (dest / "datasets" / "fineweb10B_sp1024").exists()
+
+
+def test_an_unreadable_local_manifest_is_named_before_any_download(hub, tmp_path):
+    cache, _ = hub
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / "manifest.json").write_text("{half")
+    with pytest.raises(DataError, match=r"data/manifest\.json: unreadable manifest .*fix or delete it"):
+        fetch_official("sp1024", dest, 1, progress=False, cache_dir=cache.root)
+    assert not (dest / "datasets").exists()
