@@ -17,6 +17,13 @@ Position: lines are consumed in order; the index of the next line is :attr:`Repl
 When ``cursor_path`` is given the position is read from it at start and rewritten after every
 consumed line, so a resumed campaign does not replay a line twice. A line is consumed when
 ``propose`` is called for it, whether it yields a proposal or a give-up.
+
+Shared replay: several processes (``autogolf worker``) can replay one file so that each line is served
+once in all. Each is given ``claim``, called with a line's 1-based entry number before that line is
+served; it must be atomic across the processes (controller.worker_peers pushes a create-only git ref)
+and say False when another process owns the line, which is then skipped. Like the cursor, a claim is
+taken when the line is consumed: a process killed between consuming a line and running it loses that
+line, as a single controller killed while proposing does.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
@@ -85,10 +93,13 @@ class ReplayProposer(Proposer):
 
     name = "replay"
 
-    def __init__(self, path: Path, *, cursor_path: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, *, cursor_path: Path | None = None, claim: Callable[[int], bool] | None = None
+    ) -> None:
         self.path = path
         self.entries = read_replay_file(path)
         self.cursor_path = cursor_path
+        self.claim = claim  # shared replay (module docstring); None: every line is this process's
         self._lock = threading.Lock()
         self._position = 0
         if cursor_path is not None and cursor_path.exists():
@@ -109,7 +120,8 @@ class ReplayProposer(Proposer):
         return max(0, len(self.entries) - self._position)
 
     def peek(self) -> ReplayEntry | None:
-        """The entry the next :meth:`propose` will use (to pick its parent), or None at the end."""
+        """The entry the next :meth:`propose` will use (to pick its parent), or None at the end.
+        With ``claim``, another process may take it first; :meth:`propose` then serves a later one."""
         return self.entries[self._position] if self._position < len(self.entries) else None
 
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
@@ -144,18 +156,26 @@ class ReplayProposer(Proposer):
         )
 
     def _consume(self) -> tuple[int, ReplayEntry]:
-        """The next entry and its 1-based number; the cursor file already points past it."""
+        """The next entry this process may serve and its 1-based number; the cursor file already
+        points past it (and past the entries other processes claimed)."""
         with self._lock:
-            if self._position >= len(self.entries):
-                raise ProposerExhausted(
-                    f"replay file {self.path} is used up ({len(self.entries)} lines)",
-                    hint="add lines to the file, or switch the campaign to another proposer",
-                )
-            entry = self.entries[self._position]
-            self._position += 1
-            if self.cursor_path is not None:
-                # Write-then-rename so a crash never leaves a half-written cursor.
-                temporary = self.cursor_path.with_suffix(self.cursor_path.suffix + ".tmp")
-                temporary.write_text(f"{self._position}\n", encoding="utf-8")
-                os.replace(temporary, self.cursor_path)
-            return self._position, entry
+            while self._position < len(self.entries):
+                number = self._position + 1
+                # A claim that raises (remote unreachable) leaves the position where it was: retried.
+                mine = self.claim is None or self.claim(number)
+                self._position = number
+                self._save_cursor()
+                if mine:
+                    return number, self.entries[number - 1]
+            raise ProposerExhausted(
+                f"replay file {self.path} is used up ({len(self.entries)} lines)",
+                hint="add lines to the file, or switch the campaign to another proposer",
+            )
+
+    def _save_cursor(self) -> None:
+        if self.cursor_path is None:
+            return
+        # Write-then-rename so a crash never leaves a half-written cursor.
+        temporary = self.cursor_path.with_suffix(self.cursor_path.suffix + ".tmp")
+        temporary.write_text(f"{self._position}\n", encoding="utf-8")
+        os.replace(temporary, self.cursor_path)

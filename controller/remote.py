@@ -19,7 +19,8 @@ on one machine) and mirrors a shared remote (DESIGN.md, "Git store"; issue 7):
   atomically on the remote: the one worker whose push succeeds owns the claim (the seed run, the
   recovery of a dead worker's trial).
 * ``publish_program`` pushes a running trial's program to ``refs/golf/running/<n>`` so that another
-  worker can re-run it if this one dies.
+  worker can re-run it if this one dies; ``drop_running`` deletes such refs (each with a lease on the
+  commit it should still hold) once nobody can need them (controller.worker_peers decides when).
 
 The local store's own write lock is held while local refs change, so recording trials and syncing
 never interleave. The GitStore's private ``_run``/``_git``/``_write_lock`` are used on purpose: this
@@ -305,6 +306,8 @@ class SharedRemote:
     def claim(self, name: str) -> bool:
         """Own ``refs/golf/claims/<name>`` (see module docstring). Each call pushes a commit of its own
         (a pushed commit equal to the remote's would count as success for every claimant)."""
+        if self._resolve(f"{MIRROR}golf/claims/{name}") is not None:
+            return False  # claims are never deleted, so one seen at the last fetch is still someone's
         seed = self.store.seed_commit
         message = f"claim {name} by {uuid.uuid4().hex} (pid {os.getpid()})"
         commit = self.store._git("commit-tree", f"{seed}^{{tree}}", "-p", seed, "-m", message)
@@ -312,8 +315,9 @@ class SharedRemote:
 
     # ------------------------------------------------------------------ running programs
 
-    def publish_program(self, trial: int, files: dict[str, str]) -> None:
-        """Push a running trial's program (path -> text) to ``refs/golf/running/<trial>``."""
+    def publish_program(self, trial: int, files: dict[str, str]) -> str:
+        """Push a running trial's program (path -> text) to ``refs/golf/running/<trial>``; return the
+        commit the ref points at (for :meth:`drop_running`)."""
         entries = []
         for rel, text in sorted(files.items()):
             blob = self.store._git("hash-object", "-w", "--stdin", stdin=text)
@@ -321,6 +325,39 @@ class SharedRemote:
         tree = self.store._git("mktree", stdin="\n".join(entries) + "\n")
         commit = self.store._git("commit-tree", tree, "-m", f"running trial {trial}")
         self.claim_ref(f"{RUNNING_PREFIX}{trial}", commit)
+        return commit
+
+    def running_programs(self) -> dict[int, str]:
+        """``refs/golf/running/<n>`` on the remote as of the last fetch: trial number -> commit."""
+        mirror = f"{MIRROR}golf/running/"
+        refs = self.store._refs(mirror)
+        return {int(n): c for ref, c in refs.items() if (n := ref.removeprefix(mirror)).isdigit()}
+
+    def drop_running(self, programs: Mapping[int, str]) -> list[int]:
+        """Delete ``refs/golf/running/<n>`` on the remote for each ``n -> commit`` of ``programs`` whose
+        ref still points at that commit, in one push; return the trials whose ref this call deleted.
+        A ref already gone or moved is left as it is (its lease fails; no error)."""
+        if not programs:
+            return []
+        refs = {f"{RUNNING_PREFIX}{n}": n for n in programs}
+        args = ["push", "--porcelain", "--no-verify"]
+        args += [f"--force-with-lease={RUNNING_PREFIX}{n}:{c}" for n, c in sorted(programs.items())]
+        with self._lock:
+            result = self._timed(
+                lambda: self.store._run(*args, self.url, *(f":{ref}" for ref in sorted(refs)))
+            )
+            if result.returncode != 0 and not _rejected(result.stdout):
+                raise self.store._error(("push", self.url, "(delete running programs)"), result)
+            # Porcelain lines: "-<TAB>:<ref><TAB>[deleted]" for each ref this push removed.
+            deleted = [
+                ref
+                for line in result.stdout.splitlines()
+                if line.startswith("-\t") and (ref := line.split("\t")[1].removeprefix(":")) in refs
+            ]
+            if deleted:  # the mirror follows, as the next fetch's --prune would
+                mirrored = (f"delete {MIRROR}{ref.removeprefix('refs/')}\n" for ref in deleted)
+                self.store._git("update-ref", "--stdin", stdin="".join(mirrored))
+        return sorted(refs[ref] for ref in deleted)
 
     def fetch_program(self, trial: int, entry: str) -> str | None:
         """The program a (possibly dead) worker published for ``trial``, from the last fetch."""

@@ -1,20 +1,17 @@
 """Many machines on one campaign (issue 7): ``autogolf worker`` shares one Optuna study and one git remote.
 
-Optuna's relational storage (PostgreSQL) is the shared brain: trial numbers come from it, so two
-workers never create the same trial or ``cand/<n>`` branch. A shared bare git repository is the shared
-memory (controller.remote). Each worker runs the ordinary :class:`~controller.loop.Controller` on its
-own machine's GPU pool, with its own run folder and local git store, plus:
+Each worker runs the ordinary :class:`~controller.loop.Controller` on its own machine's GPU pool, with
+its own run folder and local git store, joined to the others by three pieces:
 
-* :class:`WorkerStudy` tags every trial it asks with the worker's session and keeps a heartbeat per
-  session in the study's user attributes. Liveness is judged by the *observer's* clock: a session is
-  dead once its heartbeat counter has not moved for ``grace_seconds`` of watching, so clocks of
-  different machines never need to agree. A dead session's RUNNING trials are failed and re-queued
-  (CampaignStudy.recover_stale) by exactly one worker: the one that wins the git claim
-  ``refs/golf/claims/recover-<n>``. A worker restarted under the same name recognises its previous
-  session's trials as dead at once.
-* :class:`WorkerPeers` (the loop's Peers hooks) pulls the remote before each parent choice, publishes
-  candidates, notes and the study's frontier after each record, re-runs trials that dead workers left,
-  and publishes each running program so that such a re-run runs the same program.
+* the shared study (PostgreSQL), as :class:`~controller.worker_study.WorkerStudy` sees it: trial
+  numbers, heartbeats, recovery of dead workers' trials;
+* the shared bare git repository (controller.remote): candidates, notes, ``best/*``, claims and
+  running programs;
+* :class:`~controller.worker_peers.WorkerPeers`, the loop's hooks that sync the two.
+
+A replay proposer is shared too: each line of the replay file is served by the one worker that claims
+it (``refs/golf/claims/replay-<entry>``), so the study gets each replayed proposal once, not once per
+worker (agent.replay, "Shared replay").
 
 ``autogolf run`` on one machine stays the zero-configuration case (SQLite and a local repository).
 """
@@ -23,289 +20,23 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
-import os
 import socket
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from controller.errors import ControllerError
 from controller.gitstore import SEED_REF, GitStore
-from controller.loop import Controller, Peers
+from controller.loop import Controller
 from controller.records import rebuild_archive
 from controller.remote import SharedRemote, SharedStore
-from controller.study import ATTR_ORIGINAL_TRIAL, CampaignStudy, TrialHandle, TrialRecord
-from controller.workspace import Workspace, open_workspace
-
-log = logging.getLogger(__name__)
-
-ATTR_WORKER = "worker"  # the session that asked the trial
-ATTR_WORKER_NAME = "worker_name"
-HEARTBEAT_PREFIX = "heartbeat:"  # study user attribute per session: {"name", "beat", ...}
-
-
-@dataclass(frozen=True)
-class WorkerIdentity:
-    name: str  # stable across restarts; unique among the campaign's workers
-    session: str  # this process
-    heartbeat_seconds: float = 10.0
-    grace_seconds: float = 60.0
-
-    @classmethod
-    def new(cls, name: str, heartbeat_seconds: float = 10.0, grace_seconds: float = 60.0) -> WorkerIdentity:
-        if grace_seconds <= 2 * heartbeat_seconds:
-            raise ControllerError(
-                f"grace {grace_seconds} s must exceed two heartbeats ({heartbeat_seconds} s each)",
-                hint="use e.g. --heartbeat-seconds 10 --grace-seconds 60",
-            )
-        return cls(name, f"{name}-{uuid.uuid4().hex[:8]}", heartbeat_seconds, grace_seconds)
-
-
-class WorkerStudy(CampaignStudy):
-    """The shared study as one worker sees it (call :meth:`bind` before use)."""
-
-    def bind(
-        self,
-        identity: WorkerIdentity,
-        claim: Callable[[int], bool],
-        on_recovered: Callable[[Sequence[TrialRecord]], None] = lambda records: None,
-    ) -> None:
-        self.identity = identity
-        self._claim = claim
-        self._on_recovered = on_recovered
-        self.owned: set[int] = set()  # trials this process is running
-        self._strays: list[TrialHandle] = []  # a peer's re-queued trial that Optuna handed to ask()
-        self._seen: dict[str, tuple[Any, float]] = {}  # session -> (last beat, when it was first seen)
-        self._beat = 0
-        self._timer = threading.local()
-        self._timer_lock = threading.Lock()
-        self.storage_seconds = 0.0
-
-    # ------------------------------------------------------------------ asking, tagged
-
-    def ask(self, parent, knobs, fixed=None, *, tier, operation, attrs=None) -> TrialHandle:
-        tag = {ATTR_WORKER: self.identity.session, ATTR_WORKER_NAME: self.identity.name}
-        with self._timed():
-            while True:
-                handle = super().ask(
-                    parent, knobs, fixed, tier=tier, operation=operation, attrs={**(attrs or {}), **tag}
-                )
-                if handle.requeued_from is None:
-                    self.owned.add(handle.number)
-                    return handle
-                # Optuna pops WAITING trials first; the loop expects a fresh trial here, so keep the
-                # re-queued one for ask_requeued (WorkerPeers turns it into a re-run) and ask again.
-                self.set_attrs(handle, tag)
-                self.owned.add(handle.number)
-                self._strays.append(handle)
-
-    def ask_requeued(self) -> TrialHandle | None:
-        if self._strays:
-            return self._strays.pop(0)
-        with self._timed():
-            handle = super().ask_requeued()
-            if handle is not None:
-                self.set_attrs(
-                    handle, {ATTR_WORKER: self.identity.session, ATTR_WORKER_NAME: self.identity.name}
-                )
-                self.owned.add(handle.number)
-            return handle
-
-    def has_strays(self) -> bool:
-        return bool(self._strays)
-
-    def tell(self, handle, value, constraints, user_attrs=None) -> None:
-        with self._timed():
-            super().tell(handle, value, constraints, user_attrs)
-        self.owned.discard(handle.number)
-
-    def fail(self, handle, reason, user_attrs=None) -> None:
-        with self._timed():
-            super().fail(handle, reason, user_attrs)
-        self.owned.discard(handle.number)
-
-    def prune(self, handle, reason="pruned") -> None:
-        with self._timed():
-            super().prune(handle, reason)
-        self.owned.discard(handle.number)
-
-    def set_attrs(self, handle, attrs) -> None:
-        with self._timed():
-            super().set_attrs(handle, attrs)
-
-    def report(self, handle, step, value) -> bool:
-        with self._timed():
-            return super().report(handle, step, value)
-
-    def trials(self) -> tuple[TrialRecord, ...]:
-        with self._timed():
-            return super().trials()
-
-    # ------------------------------------------------------------------ liveness
-
-    def beat(self) -> None:
-        """Tell the other workers this session is alive (one study user attribute per session)."""
-        self._beat += 1
-        value = {
-            "name": self.identity.name,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "beat": self._beat,
-        }
-        with self._timed():
-            self._study.set_user_attr(f"{HEARTBEAT_PREFIX}{self.identity.session}", value)
-
-    def recover_stale(self, is_alive: Callable[[int], bool] | None = None) -> list[int]:
-        """Fail and re-queue the RUNNING trials of dead sessions (the ``is_alive`` argument of the
-        single-controller resume path, which calls every RUNNING trial dead, is ignored: here other
-        workers' trials are usually alive). Each stale trial is recovered by one worker only."""
-        with self._timed():
-            running = {t.number: t for t in super().trials() if t.state == "RUNNING"}
-            if not running:
-                return []
-            beats = self._study.user_attrs
-            dead = {n for n, t in running.items() if not self._alive(t, beats)}
-            claimed = {n for n in dead if self._claim(n)}
-            recovered = super().recover_stale(lambda n: n not in claimed)
-        if recovered:
-            self._on_recovered([running[n] for n in recovered])
-        return recovered
-
-    def _alive(self, trial: TrialRecord, beats: Mapping[str, Any]) -> bool:
-        session = trial.user_attrs.get(ATTR_WORKER)
-        now = time.monotonic()
-        if session is None:  # asked outside any worker, or its worker died between ask and tag
-            started = trial.started.timestamp() if trial.started else 0.0
-            return time.time() - started < self.identity.grace_seconds
-        if session == self.identity.session:
-            return True
-        if trial.user_attrs.get(ATTR_WORKER_NAME) == self.identity.name:
-            return False  # our own previous incarnation: this process replaced it
-        beat = (beats.get(f"{HEARTBEAT_PREFIX}{session}") or {}).get("beat")
-        seen = self._seen.get(session)
-        if seen is None or seen[0] != beat:
-            self._seen[session] = (beat, now)
-            return True
-        return now - seen[1] < self.identity.grace_seconds
-
-    @contextlib.contextmanager
-    def _timed(self) -> Iterator[None]:
-        depth = getattr(self._timer, "depth", 0)
-        self._timer.depth = depth + 1
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            self._timer.depth = depth
-            if depth == 0:
-                with self._timer_lock:
-                    self.storage_seconds += time.perf_counter() - started
-
-
-class WorkerPeers(Peers):
-    """The loop's hooks for a worker: pull before planning, publish after recording, recover the dead."""
-
-    shared = True
-
-    def __init__(
-        self, ws: Workspace, remote: SharedRemote, study: WorkerStudy, say: Callable[[str], None]
-    ) -> None:
-        self.ws = ws
-        self.remote = remote
-        self.study = study
-        self.say = say
-        self.controller: Controller | None = None
-        self._published: set[int] = set()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_recovery = 0.0
-
-    def attach(self, controller: Controller) -> None:
-        self.controller = controller
-
-    # ------------------------------------------------------------------ hooks
-
-    def before_plan(self, ws: Workspace) -> None:
-        self.remote.pull()
-        self.recover()
-
-    def after_record(self, ws: Workspace) -> None:
-        self.remote.publish(self.frontier)
-
-    def frontier(self) -> list[int]:
-        """The frontier by the shared study, so every worker computes the same ``best/*``."""
-        config = self.ws.config
-        archive = rebuild_archive(self.study.trials())
-        return [c.trial for c in archive.frontier(config.frontier.k, config.search.explore_tier)]
-
-    # ------------------------------------------------------------------ dead workers
-
-    def recover(self) -> list[int]:
-        """Re-queue dead sessions' trials and hand this worker's loop the waiting re-runs."""
-        recovered: list[int] = []
-        if time.monotonic() - self._last_recovery >= self.study.identity.heartbeat_seconds:
-            self._last_recovery = time.monotonic()
-            recovered = self.study.recover_stale()
-            if recovered:
-                self.say(f"recovered trials {recovered} of a worker that stopped; re-queued")
-        controller = self.controller
-        if controller is not None and (self.study.has_strays() or self.study.waiting_requeues()):
-            with controller.lock:
-                controller.archive = rebuild_archive(self.study.trials())
-                plans = controller._requeued()
-            for plan in plans:
-                self.say(f"trial {plan.requeued.number}: re-runs trial {plan.requeued.requeued_from}")
-            controller.urgent.extend(plans)
-        return recovered
-
-    def materialize(self, records: Sequence[TrialRecord]) -> None:
-        """Put each recovered trial's published program where the loop's re-run looks for it."""
-        self.remote.pull()
-        for record in records:
-            original = record.user_attrs.get(ATTR_ORIGINAL_TRIAL, record.number)
-            target = self.ws.trial_dir(original) / "program" / self.ws.entry
-            text = self.remote.fetch_program(record.number, self.ws.entry)
-            if text is not None and not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(text, encoding="utf-8")
-
-    # ------------------------------------------------------------------ heartbeat thread
-
-    def start(self) -> None:
-        self.study.beat()
-        self._thread = threading.Thread(target=self._heartbeat, name="heartbeat", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.study.identity.heartbeat_seconds):
-            try:
-                self.study.beat()
-                self._publish_programs()
-                # Here as well as before each plan: a worker busy with urgent confirm runs plans nothing.
-                self.recover()
-            except Exception:  # a missed beat is retried next time; the grace period covers a few
-                log.exception("heartbeat failed")
-
-    def _publish_programs(self) -> None:
-        for number in sorted(self.study.owned - self._published):
-            trial_dir = self.ws.trial_dir(number)
-            program = trial_dir / "program" / self.ws.entry
-            if (trial_dir / "run").exists() and program.exists():  # run/ appears once program/ is complete
-                self.remote.publish_program(number, {self.ws.entry: program.read_text(encoding="utf-8")})
-                self._published.add(number)
-
+from controller.study import CampaignStudy
+from controller.worker_peers import WorkerPeers
+from controller.worker_study import WorkerIdentity, WorkerStudy
+from controller.workspace import Workspace, build_proposers, open_workspace
 
 # ---------------------------------------------------------------------- the worker command
 
@@ -333,33 +64,61 @@ def run_worker(
     say: Callable[[str], None] = print,
 ) -> str:
     """Run one worker until the shared budget or the user stops it; return why it stopped."""
-    name = name or socket.gethostname()
-    identity = WorkerIdentity.new(name, heartbeat_seconds, grace_seconds)
-    config = worker_config(config, storage, name, runs_dir)
-    remote = SharedRemote(GitStore(config.run_dir / "repo"), git_remote)
-    remote.adopt_seed()
+    identity = WorkerIdentity.new(name or socket.gethostname(), heartbeat_seconds, grace_seconds)
     started = time.monotonic()
-    with open_workspace(config, progress=False) as ws:
-        ws.store = remote.store = SharedStore(ws.store.path)
-        remote.store.remote = remote
-        remote.publish_seed()
-        study = WorkerStudy.from_config(config)
-        ws.study = study
-        peers = WorkerPeers(ws, remote, study, say)
-        study.bind(identity, lambda n: remote.claim(f"recover-{n}"), peers.materialize)
-        controller = Controller(ws, say=say, peers=peers)
-        peers.attach(controller)
-        say(f"worker {identity.session} on campaign {config.campaign.name}: {ws.run_dir}")
+    with open_worker(
+        config, storage=storage, git_remote=git_remote, identity=identity, runs_dir=runs_dir, say=say
+    ) as peers:
+        ws, controller = peers.ws, peers.controller
+        assert controller is not None
+        say(f"worker {identity.session} on campaign {ws.config.campaign.name}: {ws.run_dir}")
         peers.start()
         try:
-            remote.pull()
+            peers.remote.pull()
             _wait_for_seed(controller, peers)
             peers.before_plan(ws)  # the seed and whatever peers recorded meanwhile
             why = controller.run()
         finally:
             peers.stop()
-            _write_stats(ws, controller, study, remote, time.monotonic() - started)
+            _write_stats(ws, controller, peers.study, peers.remote, time.monotonic() - started)
     return why
+
+
+@contextlib.contextmanager
+def open_worker(
+    config,
+    *,
+    storage: str,
+    git_remote: str,
+    identity: WorkerIdentity,
+    runs_dir: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> Iterator[WorkerPeers]:
+    """This worker's workspace joined to the shared study and remote, with its controller attached
+    (``peers.controller``) but nothing started. Raises as :func:`open_workspace` does, and
+    GitStoreError when the remote cannot be reached or holds another campaign's seed."""
+    config = worker_config(config, storage, identity.name, runs_dir)
+    remote = SharedRemote(GitStore(config.run_dir / "repo"), git_remote)
+    remote.adopt_seed()
+    with open_workspace(config, progress=False) as ws:
+        ws.store = remote.store = SharedStore(ws.store.path)
+        remote.store.remote = remote
+        remote.publish_seed()
+        if config.agent.proposer == "replay":
+            ws.proposers = build_proposers(
+                config, ws.run_dir, ws.ledger, replay_claim=lambda entry: remote.claim(f"replay-{entry}")
+            )
+        study = WorkerStudy.from_config(config)
+        ws.study = study
+        peers = WorkerPeers(ws, remote, study, say)
+        study.bind(
+            identity,
+            lambda n: remote.claim(f"recover-{n}"),
+            on_requeued=peers.fetch_rerun_program,
+            on_finished=peers.finished,
+        )
+        peers.attach(Controller(ws, say=say, peers=peers))
+        yield peers
 
 
 def sync_review_copy(config, *, storage: str, git_remote: str) -> Path:

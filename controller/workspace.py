@@ -6,7 +6,7 @@
     repo/               the git store (controller.gitstore)
     study.db            the Optuna study (unless [study] storage names another database)
     ledger.jsonl        one line per LLM call (tokens, cost)
-    replay.cursor       the replay proposer's position
+    replay.cursor       the replay proposer's position (a worker's: past the lines it or its peers claimed)
     hypotheses.jsonl    queued human ideas (controller.hypotheses)
     trials/<n>/         per trial: program/ (what ran), run/ (the sandbox's files), trial.log
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -98,9 +99,16 @@ def _take_lock(run_dir: Path) -> IO[str]:
     return handle
 
 
-def build_proposers(config: CampaignConfig, run_dir: Path, ledger: Ledger) -> dict[Operation, Proposer]:
+def build_proposers(
+    config: CampaignConfig,
+    run_dir: Path,
+    ledger: Ledger,
+    *,
+    replay_claim: Callable[[int], bool] | None = None,
+) -> dict[Operation, Proposer]:
     """Which proposer serves each operation: tune is always the knobs proposer; mutate and hypothesis
-    use the configured one (a replay file, or the LLM)."""
+    use the configured one (a replay file, or the LLM). ``replay_claim`` shares the replay file with
+    other processes (agent.replay, "Shared replay"); a single controller has none."""
     knobs = KnobsProposer()
     section = config.agent
     code: Proposer
@@ -108,7 +116,7 @@ def build_proposers(config: CampaignConfig, run_dir: Path, ledger: Ledger) -> di
         code = LLMProposer(section.to_settings(), ledger)
     elif section.proposer == "replay":
         assert section.replay_file is not None
-        code = ReplayProposer(section.replay_file, cursor_path=run_dir / "replay.cursor")
+        code = ReplayProposer(section.replay_file, cursor_path=run_dir / "replay.cursor", claim=replay_claim)
     else:
         code = knobs
     return {Operation.MUTATE: code, Operation.HYPOTHESIS: code, Operation.TUNE: knobs}

@@ -8,16 +8,19 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from controller.gitstore import GitStore
 from controller.remote import SharedRemote
-from tests.controller.campaigns import REPO_ROOT, write_campaign
+from tests.controller.campaigns import REPO_ROOT, knob_line, write_campaign
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
 
 TUNE_ONLY = {"mutate": 0.0, "tune": 1.0, "hypothesis": 0.0, "confirm": 0.0}
+REPLAY_THEN_TUNE = {"mutate": 1.0, "tune": 0.0, "hypothesis": 0.0, "confirm": 0.0}
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -25,16 +28,25 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 
 def shared_campaign(
-    folder: Path, tiny_data, storage: str, *, name: str, max_trials: int, sleep: float
+    folder: Path,
+    tiny_data,
+    storage: str,
+    *,
+    name: str,
+    max_trials: int,
+    sleep: float,
+    replay: Sequence[Mapping[str, Any]] = (),
 ) -> Path:
-    """A tune-only unigram campaign whose study lives in ``storage`` (each run sleeps ``sleep`` s)."""
+    """A unigram campaign whose study lives in ``storage`` (each run sleeps ``sleep`` s): tune-only,
+    or with ``replay`` lines, mutations from them (then tuning once they are used up)."""
     toml = write_campaign(
         folder,
         dataset_dir=tiny_data.dataset_dir,
         tokenizer_path=tiny_data.tokenizer_path,
         name=name,
         max_trials=max_trials,
-        operations=TUNE_ONLY,
+        replay=replay,
+        operations=REPLAY_THEN_TUNE if replay else TUNE_ONLY,
         proxy_knobs={"SLEEP_SECONDS": sleep},
         preflight_smoke=False,
     )
@@ -147,6 +159,8 @@ def test_three_workers_share_one_study_and_recover_a_killed_worker(tmp_path, tin
         assert trailer.strip() == str(number)
     best = min(scored, key=lambda n: scored[n])
     assert refs["refs/heads/best/1"] == dict(recorded)[best]
+    # Every program published while running is gone, the killed worker's too (its re-run is finished).
+    assert not [r for r in refs if r.startswith("refs/golf/running/")]
 
     # A fourth process, on any machine that reaches the storage and the remote, sees the same leaderboard.
     sync = [sys.executable, "-m", "controller.cli", "worker", str(toml), "--storage", postgres_url]
@@ -161,6 +175,42 @@ def test_three_workers_share_one_study_and_recover_a_killed_worker(tmp_path, tin
     rows = json.loads(board.stdout)
     assert {r["trial"]: r["commit"] for r in rows} == {n: c for n, c in recorded if n in scored}
     assert rows[0]["trial"] == best
+
+
+def test_two_workers_replay_each_line_once_and_leave_no_running_programs(tmp_path, tiny_data, postgres_url):  # noqa: F811
+    import optuna
+
+    lines = [knob_line(f"smoothing {s}", SMOOTHING=s) for s in (0.1, 0.2, 0.3, 0.4, 0.6, 0.8)]
+    toml = shared_campaign(
+        tmp_path, tiny_data, postgres_url, name="replayed", max_trials=10, sleep=0.2, replay=lines
+    )
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", str(remote))
+    logs = {name: tmp_path / f"{name}.log" for name in ("w0", "w1")}
+    workers = {name: start_worker(toml, postgres_url, remote, name, log) for name, log in logs.items()}
+    try:
+        for name, proc in workers.items():
+            assert proc.wait(timeout=120) == 0, logs[name].read_text()[-3000:]
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    trials = optuna.load_study(study_name="replayed", storage=postgres_url).get_trials(deepcopy=False)
+    replayed = [t.user_attrs["hypothesis"] for t in trials if t.user_attrs.get("proposer") == "replay"]
+    # A line whose trial the shared budget refused is kept, by its claimant only, for a later start.
+    kept = []
+    for name in workers:
+        prepared = tmp_path / "runs" / "workers" / name / "replayed" / "prepared.jsonl"
+        if prepared.exists():
+            plans = [json.loads(x)["proposal"] or {} for x in prepared.read_text().splitlines()]
+            kept += [p["hypothesis"] for p in plans if p.get("proposer") == "replay"]
+    assert len(replayed) == len(set(replayed)), f"a replay line ran twice: {sorted(replayed)}"
+    assert sorted(replayed + kept) == sorted(line["hypothesis"] for line in lines)
+    refs = remote_refs(remote)
+    assert {f"refs/golf/claims/replay-{n}" for n in range(1, len(lines) + 1)} <= set(refs)
+    assert not [r for r in refs if r.startswith("refs/golf/running/")], "running programs were left behind"
 
 
 def _load(optuna, url: str, name: str):
