@@ -3,6 +3,7 @@ file, and turning a harness fault into a clean exit."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +14,13 @@ from agent.errors import AgentError
 from baseline.shards import DataError
 from sandbox.errors import HarnessError
 
+LOG_WIDTH = 200
+
 console = Console()
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # Off a terminal (the log of an overnight run, a pipe) rich assumes 80 columns and squeezes the
+    # leaderboard's numbers into ellipses; a log file has room for whole rows.
+    console = Console(width=LOG_WIDTH)
 
 # Faults a command reports as one clean error line with its hint: the harness's own (sandbox, git, study,
 # config), the agent's (LLM endpoint, key, settings) and bad data. Anything else is a bug: a traceback.

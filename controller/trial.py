@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 import threading
 from collections.abc import Mapping
@@ -126,6 +127,16 @@ def child_source(ws: Workspace, plan: TrialPlan) -> str:
     return ws.store.files_at(_base_commit(ws, plan))[ws.entry]
 
 
+def prune_reason(step: int, loss: float) -> str:
+    """Why the study stopped a run at ``step`` (controller.study: TierMedianPruner, or a diverged loss)."""
+    if not math.isfinite(loss):
+        return f"at step {step}: train loss {loss} (diverged)"
+    return (
+        f"at step {step}: train loss {loss:.4f}, and its best so far trails the median of completed "
+        "same-tier trials there"
+    )
+
+
 def run_plan(
     ws: Workspace,
     plan: TrialPlan,
@@ -137,7 +148,7 @@ def run_plan(
 ) -> tuple[RunResult, dict[str, str], Path]:
     """Write the program and run it in the sandbox; report training loss to the study as it goes."""
     program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
-    pruned = threading.Event()
+    pruned: list[str] = []  # why the pruner stopped the run, once it has
 
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
     prunable = plan.operation in (Operation.MUTATE, Operation.TUNE, Operation.HYPOTHESIS)
@@ -146,7 +157,7 @@ def run_plan(
         if interrupt.is_set():
             return "stop"
         if ws.study.report(handle, event.step, event.train_loss) and prunable:
-            pruned.set()
+            pruned.append(prune_reason(event.step, event.train_loss))
             return "stop"
         return None
 
@@ -172,7 +183,10 @@ def run_plan(
         reference_bpb=reference,
     )
     result = sandbox_run(spec, on_event)
-    if result.status is RunStatus.PRUNED and interrupt.is_set() and not pruned.is_set():
+    # The sandbox only knows that its caller asked it to stop; say who asked and why.
+    if result.status is RunStatus.PRUNED and pruned:
+        result = result.model_copy(update={"reason": pruned[0]})
+    elif result.status is RunStatus.PRUNED and interrupt.is_set():
         result = result.model_copy(update={"reason": "interrupted by the user (second Ctrl-C)"})
     return result, changed, run_dir
 

@@ -69,11 +69,13 @@ def write_campaign(
     preflight_smoke: bool = True,
     seed_program: Path = UNIGRAM_TRAINER,
     sampler: str = "random",
+    pruner: str = "none",
 ) -> Path:
     """Write ``folder/<name>.toml`` (and its replay file) and return the TOML path.
 
     Defaults: explore and confirm on the ``proxy`` tier, code proposals only (mutate weight 1), no
-    pruning, a random sampler (TPE adds nothing to a few trials and costs time).
+    pruning (``pruner="median"`` prunes once one same-tier trial has completed), a random sampler (TPE
+    adds nothing to a few trials and costs time).
     """
     folder.mkdir(parents=True, exist_ok=True)
     replay_path = write_replay(folder / f"{name}_replay.jsonl", replay)
@@ -111,7 +113,10 @@ def write_campaign(
                 dict(operations or {"mutate": 1.0, "tune": 0.0, "hypothesis": 0.0, "confirm": 0.0}),
             ),
             _table("frontier", {"k": 3}),
-            _table("study", {"sampler": sampler, "pruner": "none", "n_startup_trials": 2}),
+            _table(
+                "study",
+                {"sampler": sampler, "pruner": pruner, "n_startup_trials": 2, "pruner_startup_trials": 1},
+            ),
         ]
     )
     path = folder / f"{name}.toml"

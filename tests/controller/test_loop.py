@@ -75,6 +75,27 @@ def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_ca
     assert rows[0]["commit"] == frontier[0]
 
 
+def test_a_pruned_trial_says_at_which_step_its_loss_fell_behind(make_campaign, run_campaign):
+    # Heavy smoothing fits the counts worse at every step than the seed's did: the median rule stops it.
+    # Each step sleeps 0.5 s, so the loss is reported while the run is still going.
+    toml = make_campaign(
+        replay=[knob_line("far too smooth", SMOOTHING=10.0)],
+        max_trials=2,
+        pruner="median",
+        proxy_knobs={"SLEEP_SECONDS": 2.0},
+    )
+    _, said = run_campaign(toml)
+
+    _, study, _ = open_results(toml)
+    seed, smooth = study.trials()
+    assert (seed.state, smooth.state) == ("COMPLETE", "PRUNED"), smooth.user_attrs.get("status_reason")
+    reason = smooth.user_attrs["status_reason"]
+    step = int(reason.removeprefix("at step ").split(":")[0])
+    assert step in smooth.intermediate_values
+    assert f"train loss {smooth.intermediate_values[step]:.4f}" in reason and "median" in reason
+    assert any(line.startswith(f"trial 1: pruned {reason}") for line in said), said
+
+
 def test_replayed_code_edit_passes_preflight_and_its_commit_carries_the_edit(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[edit_line("rename the artifact", ARTIFACT_LINE, RENAMED_ARTIFACT_LINE)], max_trials=2

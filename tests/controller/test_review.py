@@ -4,8 +4,10 @@ trainer: what the leaderboard, status, show and diff say must equal what the stu
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import optuna
@@ -220,3 +222,14 @@ def test_cli_commands_read_and_steer_the_campaign(config, campaign):
     assert wrong.exit_code != 0 and "no such knob" in wrong.output
     missing = runner.invoke(app, ["show", toml, "999"])
     assert missing.exit_code == 2 and "no trial 999" in missing.output
+
+
+def test_leaderboard_in_a_log_file_shows_whole_numbers(config, campaign):
+    """Off a terminal (an overnight run's log) rich would assume 80 columns and cut bpb to "2.…"."""
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    toml = str(config.campaign.seed_program.parent / "campaign.toml")
+    command = [sys.executable, "-m", "controller.cli", "leaderboard", toml]
+    printed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert printed.returncode == 0, printed.stderr
+    for row in leaderboard(campaign):
+        assert f"{row.val_bpb:.4f}" in printed.stdout and f"{row.artifact_bytes:,}" in printed.stdout
