@@ -96,8 +96,10 @@ def test_training_steps_with_the_kernel_match_eager_steps(tiny_data, tmp_path):
     fused, eager = runs["1"], runs["0"]
     assert fused["active"] and not eager["active"]
     assert fused["losses"] == pytest.approx(eager["losses"], rel=1e-4)
-    for name, value in eager["state"].items():  # Adam turns fp32 noise in near-zero gradients into
-        drift = (fused["state"][name] - value).norm() / value.norm()  # lr-sized steps on a few entries
+    # Not equal: Adam and Muon normalize their updates, so fp32 rounding differences in small gradients
+    # become lr-sized differences in a few weights (measured: at most 4.3e-4 of a tensor's norm).
+    for name, value in eager["state"].items():
+        drift = (fused["state"][name] - value).norm() / value.norm()
         assert drift < 2e-3, f"{name} drifted {drift:.2e} from the eager run"
 
 
