@@ -481,8 +481,10 @@ def test_torchrun_starts_every_rank_and_leaves_nothing_behind(tmp_path, backend)
     pytest.importorskip("torch")
     marker = uuid.uuid4().hex
     source = """
-        import os
-        print("rank", os.environ["RANK"], "of", os.environ["WORLD_SIZE"], flush=True)
+        import os, sys
+        # One write per line: unbuffered, print() writes each argument apart and the ranks interleave.
+        sys.stdout.write(f"rank {os.environ['RANK']} of {os.environ['WORLD_SIZE']}\\n")
+        sys.stdout.flush()
     """
     inv = _invocation(tmp_path, source, nproc=2, knob_env={"TEST_MARKER": marker}, wall_timeout_seconds=60.0)
     outcome = backend.execute(inv, threading.Event())
