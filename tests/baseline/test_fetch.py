@@ -269,20 +269,23 @@ def test_fetching_variants_from_two_repositories_into_one_folder_keeps_both_entr
     assert listed(dest) == (["fineweb10B_sp1024", "fineweb10B_sp8192"], ["sp_bpe_1024", "sp_bpe_8192"])
 
 
+# What `prepare build` records of a one-shard build (record_build's stats).
+BUILD_STATS = {
+    "files_train": 1,
+    "files_val": 1,
+    "tokens_train": 5,
+    "tokens_val": 5,
+    "docs_train": 1,
+    "docs_val": 1,
+}
+
+
 def test_a_fetch_keeps_the_entries_of_a_local_build(hub, tmp_path):
     cache, _ = hub
     dest = tmp_path / "data"
     dest.mkdir()
-    stats = {
-        "files_train": 1,
-        "files_val": 1,
-        "tokens_train": 5,
-        "tokens_val": 5,
-        "docs_train": 1,
-        "docs_val": 1,
-    }
     record_build(
-        dest, dataset_name="t_sp400", tokenizer_name="t_sp400", vocab_size=400, bos_id=1, stats=stats
+        dest, dataset_name="t_sp400", tokenizer_name="t_sp400", vocab_size=400, bos_id=1, stats=BUILD_STATS
     )
     built = json.loads((dest / "manifest.json").read_text())
     fetch_official("sp1024", dest, 0, progress=False, cache_dir=cache.root)
@@ -309,17 +312,14 @@ def test_a_built_tokenizer_holding_the_official_tokenizer_files_is_refused(hub, 
     cache, _ = hub
     dest = tmp_path / "data"
     dest.mkdir()
-    stats = {
-        "files_train": 1,
-        "files_val": 1,
-        "tokens_train": 5,
-        "tokens_val": 5,
-        "docs_train": 1,
-        "docs_val": 1,
-    }
     # A local build named after the official tokenizer file: fetch would keep the built .model file.
     record_build(
-        dest, dataset_name="mine", tokenizer_name="fineweb_1024_bpe", vocab_size=1024, bos_id=1, stats=stats
+        dest,
+        dataset_name="mine",
+        tokenizer_name="fineweb_1024_bpe",
+        vocab_size=1024,
+        bos_id=1,
+        stats=BUILD_STATS,
     )
     with pytest.raises(
         DataError,

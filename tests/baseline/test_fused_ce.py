@@ -13,18 +13,12 @@ import pytest
 import torch
 
 from baseline import train_gpt as tg
+from tests.baseline.test_train_gpt import TINY as TRAIN_GPT_TINY
+from tests.baseline.test_train_gpt import cpu_runtime
 
-TINY = {
-    "VOCAB_SIZE": "512",
-    "NUM_LAYERS": "2",
-    "MODEL_DIM": "64",
-    "NUM_HEADS": "2",
-    "NUM_KV_HEADS": "1",
-    "TRAIN_SEQ_LEN": "64",
-    "EVAL_SEQ_LEN": "64",
-    "TRAIN_BATCH_TOKENS": "128",
-}
-CPU = tg.Runtime(rank=0, world=1, local_rank=0, device=torch.device("cpu"))
+# test_train_gpt's tiny model, on 2 sequences a step: the interpreter runs one kernel program per row
+TINY = {**TRAIN_GPT_TINY, "TRAIN_BATCH_TOKENS": "128"}
+CPU = cpu_runtime()
 
 
 def interpreted(check: str, *args: str, out: Path) -> dict:
