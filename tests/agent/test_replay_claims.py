@@ -66,12 +66,23 @@ def test_racing_processes_with_an_atomic_claim_serve_each_line_once(tmp_path, co
     path = knob_lines(tmp_path / "replay.jsonl", 30)
     owners: dict[int, int] = {}
     guard = threading.Lock()
+    # Every worker's first claim waits for the others', so none runs through the file before the
+    # rest have started (a loaded CI machine starts threads late).
+    everyone_started = threading.Barrier(3, timeout=30)
 
     def claim_for(worker: int):
+        first = [True]
+
         def claim(entry: int) -> bool:
-            time.sleep(0.001)  # as a push takes a while: the threads interleave
+            if first:
+                first.clear()
+                everyone_started.wait()
+            time.sleep(0.002)  # as a push takes a while: the threads interleave
             with guard:  # create-if-absent, as a git ref pushed with an empty lease is
-                return owners.setdefault(entry, worker) == worker
+                won = owners.setdefault(entry, worker) == worker
+            if won:  # and the winner then runs its trial while the others go on to the next line
+                time.sleep(0.02)
+            return won
 
         return claim
 
