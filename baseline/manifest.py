@@ -4,6 +4,8 @@ A manifest lists ``datasets`` (name, tokenizer name, path, vocabulary size, shar
 ``stats``) and ``tokenizers`` (name, model and vocab paths). ``fetch`` adds the published entries of
 each dataset it mirrors (and of its tokenizer), ``prepare`` an entry per build, which it checks a build
 against before using it; both keep every other entry, so one folder can hold data from several sources.
+A build's entries carry ``"built_by": "autogolf prepare build"``: a rebuild replaces only those, never
+fetched data that happens to share a name or a path (see :func:`check_build_target`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from baseline.shards import DataError, read_header, shard_paths
 
 MANIFEST_NAME = "manifest.json"
+BUILT_BY = "autogolf prepare build"
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,7 @@ def record_build(
         "vocab_size": vocab_size,
         "bos_id": bos_id,
         "stats": stats,
+        "built_by": BUILT_BY,
     }
     tokenizer_entry = {
         "name": tokenizer_name,
@@ -86,6 +90,7 @@ def record_build(
         "vocab_size": vocab_size,
         "model_path": f"tokenizers/{tokenizer_name}.model",
         "vocab_path": f"tokenizers/{tokenizer_name}.vocab",
+        "built_by": BUILT_BY,
     }
     manifest_path = root / MANIFEST_NAME
     manifest = read_manifest(manifest_path, "delete it and build again") if manifest_path.exists() else {}
@@ -95,6 +100,43 @@ def record_build(
         ]
         manifest[key] = [*others, entry]
     write_manifest(manifest_path, manifest)
+
+
+def check_build_target(root: Path, dataset_name: str, tokenizer_name: str) -> None:
+    """Refuse a build into ``root`` that would replace data an earlier build did not make.
+
+    A build writes ``datasets/<dataset_name>/`` (replacing that folder whole) and
+    ``tokenizers/<tokenizer_name>.{model,vocab}``. Replacing an earlier build of the same names is a
+    rebuild; replacing fetched shards or a fetched tokenizer would lose a download, or leave fetched
+    shards next to a tokenizer that did not make them. Raises DataError naming the entry or the files.
+    """
+    manifest_path = root / MANIFEST_NAME
+    manifest = (
+        read_manifest(manifest_path, "fix or delete it, then build again") if manifest_path.exists() else {}
+    )
+    targets = {f"datasets/{dataset_name}", *(f"tokenizers/{tokenizer_name}{s}" for s in (".model", ".vocab"))}
+    fix = "build under another --name, or into another folder"
+    rebuilt: set[str] = set()
+    for key, name in (("datasets", dataset_name), ("tokenizers", tokenizer_name)):
+        for entry in manifest.get(key, []) if isinstance(manifest.get(key), list) else []:
+            if not isinstance(entry, dict):
+                continue
+            files = {str(entry[k]) for k in ("path", "model_path", "vocab_path") if entry.get(k)}
+            if entry.get("name") != name and not files & targets:
+                continue
+            if entry.get("built_by") == BUILT_BY:
+                rebuilt |= files
+                continue
+            raise DataError(
+                f"{manifest_path} lists {key[:-1]} {entry.get('name')!r} (not made by prepare build, e.g. "
+                f"fetched), which building {dataset_name!r} with tokenizer {tokenizer_name!r} would replace; {fix}"
+            )
+    for target in sorted(targets - rebuilt):
+        if (root / target).exists():
+            raise DataError(
+                f"{root / target} exists but no build listed in {manifest_path} made it (an interrupted "
+                f"fetch?), and building {dataset_name!r} would replace it; {fix}, or delete it"
+            )
 
 
 def write_manifest(path: Path, manifest: dict) -> None:

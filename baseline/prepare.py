@@ -36,7 +36,7 @@ from baseline.corpus import (
     split_scenes,
 )
 from baseline.fetch import FetchedDataset, fetch_official
-from baseline.manifest import BuiltDataset, load_built_dataset, record_build
+from baseline.manifest import BuiltDataset, check_build_target, load_built_dataset, record_build
 from baseline.shards import MAX_TOKEN_ID, DataError, ShardWriter
 
 __all__ = [
@@ -204,6 +204,7 @@ def _build(
             f"{doc_count} documents; choose val_docs below {doc_count}"
         )
     dataset_name, tokenizer_name = f"{name}_sp{vocab_size}", f"{name}_{vocab_size}_bpe"
+    check_build_target(dest, dataset_name, tokenizer_name)  # before the long part, and again at the end
     dest.mkdir(parents=True, exist_ok=True)
     # Build in a hidden staging folder and move into place at the end, so a crash never leaves a
     # half-written dataset under the final name.
@@ -265,6 +266,7 @@ def _encode_shards(
 def _publish(
     staging: Path, dest: Path, dataset_name: str, tokenizer_name: str, vocab_size: int, stats: dict[str, int]
 ) -> None:
+    check_build_target(dest, dataset_name, tokenizer_name)  # a fetch may have landed during the build
     final_dataset = dest / "datasets" / dataset_name
     final_dataset.parent.mkdir(parents=True, exist_ok=True)
     if final_dataset.exists():

@@ -137,6 +137,75 @@ def test_a_build_keeps_foreign_manifest_entries_it_does_not_understand(tmp_path,
     assert prepare.load_built_dataset(tmp_path, "t_sp400") == built
 
 
+def fetched_folder(root: Path, *, dataset: str, tokenizer: str, tokenizer_file: str) -> str:
+    """``root`` as a fetch leaves it: one official-shaped dataset with a shard, and its tokenizer's files.
+    Returns the manifest text, which a refused build must leave as it was."""
+    (root / "datasets" / dataset).mkdir(parents=True)
+    (root / "datasets" / dataset / "fineweb_val_000000.bin").write_bytes(b"fetched shard")
+    (root / "tokenizers").mkdir()
+    for suffix in (".model", ".vocab"):
+        (root / "tokenizers" / f"{tokenizer_file}{suffix}").write_bytes(b"fetched tokenizer")
+    manifest = {
+        "datasets": [{"name": dataset, "tokenizer_name": tokenizer, "path": f"datasets/{dataset}"}],
+        "tokenizers": [
+            {
+                "name": tokenizer,
+                "model_path": f"tokenizers/{tokenizer_file}.model",
+                "vocab_path": f"tokenizers/{tokenizer_file}.vocab",
+            }
+        ],
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return (root / "manifest.json").read_text()
+
+
+@pytest.mark.parametrize(
+    ("fetched", "message"),
+    [
+        # the fetched dataset has the name a build of name="t" gives its dataset
+        (
+            {"dataset": "t_sp400", "tokenizer": "sp_bpe_400", "tokenizer_file": "fineweb_400_bpe"},
+            r"lists dataset 't_sp400' \(not made by prepare build, e\.g\. fetched\), which building 't_sp400'",
+        ),
+        # the fetched tokenizer's files are where the build writes its tokenizer (the name differs)
+        (
+            {"dataset": "fineweb10B_sp400", "tokenizer": "sp_bpe_400", "tokenizer_file": "t_400_bpe"},
+            r"lists tokenizer 'sp_bpe_400' \(not made by prepare build",
+        ),
+    ],
+)
+def test_a_build_never_replaces_fetched_data(tmp_path, scene_docs, fetched, message):
+    manifest = fetched_folder(tmp_path, **fetched)
+    with pytest.raises(DataError, match=message + r".*build under another --name, or into another folder"):
+        build_dataset(scene_docs, tmp_path, vocab_size=400, val_docs=4, name="t")
+    assert (tmp_path / "manifest.json").read_text() == manifest
+    assert (
+        tmp_path / "datasets" / fetched["dataset"] / "fineweb_val_000000.bin"
+    ).read_bytes() == b"fetched shard"
+    for suffix in (".model", ".vocab"):
+        assert (
+            tmp_path / "tokenizers" / f"{fetched['tokenizer_file']}{suffix}"
+        ).read_bytes() == b"fetched tokenizer"
+    # under another name the build goes ahead beside the fetched data, which stays listed
+    built = build_dataset(scene_docs, tmp_path, vocab_size=400, val_docs=4, name="mine")
+    listed = json.loads((tmp_path / "manifest.json").read_text())
+    assert [d["name"] for d in listed["datasets"]] == [fetched["dataset"], "mine_sp400"]
+    assert prepare.load_built_dataset(tmp_path, "mine_sp400") == built
+
+
+def test_a_build_never_replaces_files_that_no_build_listed(tmp_path, scene_docs):
+    """Shards of a fetch interrupted before it wrote the manifest are not a previous build."""
+    (tmp_path / "datasets" / "t_sp400").mkdir(parents=True)
+    shard = tmp_path / "datasets" / "t_sp400" / "fineweb_train_000000.bin"
+    shard.write_bytes(b"half a download")
+    with pytest.raises(
+        DataError, match=r"datasets/t_sp400 exists but no build listed in .*manifest\.json made it"
+    ):
+        build_dataset(scene_docs, tmp_path, vocab_size=400, val_docs=4, name="t")
+    assert shard.read_bytes() == b"half a download"
+    assert not (tmp_path / "manifest.json").exists()
+
+
 def test_input_errors_are_clear(tmp_path):
     blank = tmp_path / "blank.txt"
     blank.write_text("  \n\n")
