@@ -105,7 +105,11 @@ class Planning:
         try:
             proposal = proposer.propose(context, self._check_program(parent))
         except ProposerExhausted:
-            self.say(f"{proposer.name} proposer has no proposals left; {operation} is now done by tuning")
+            # Plans made earlier may still be queued, so say what changes from here, not "done".
+            self.say(
+                f"the {proposer.name} proposer has no proposals left; from now on a {operation} draw "
+                "becomes a tuning trial (proposals already planned still run)"
+            )
             with self.lock:
                 self.exhausted.add(operation)
                 self.pending_children[parent.trial] -= 1
