@@ -7,8 +7,10 @@ duration, and ``--slots`` CPU slots. Reported:
 - duty cycle = time inside ``sandbox.run`` summed over trials / (slots x wall time), over the whole
   campaign and over the steady state (from the first proposal's run to the end; the seed program's
   run is alone by design, since every other plan needs a scored parent);
-- controller overhead per trial = the worker's time outside ``sandbox.run`` (ask, writing the program,
-  git commit + note, study tell, frontier refs), and the slot time per trial spent outside runs.
+- controller overhead per trial = the worker's time outside ``sandbox.run`` while it holds its slot
+  (from taking the slot to freeing it: the ask and the program writing come before, see
+  controller.slots), the time each step takes (ask, writing the program, git commit + note, study
+  tell, frontier refs, whether or not a slot is held), and the slot time per trial spent outside runs.
 
 Targets (issue 5): duty cycle >= 0.95, overhead < 0.5 s per trial.
 
@@ -75,6 +77,8 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
     )
     runs: list[tuple[float, float, int]] = []  # (start, end, thread) of every sandbox.run call
     executes: list[tuple[float, float, int]] = []  # (start, end, thread) of every worker's execute()
+    slot_holds: list[tuple[float, float, int]] = []  # (slot taken, slot freed, thread) of every trial
+    slot_waits: list[float] = []  # how long each worker waited in take_slot() (not overhead)
     lock = threading.Lock()
     real_run = trial_module.sandbox_run
 
@@ -109,7 +113,7 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
 
     patched = [
         (trial_module, "sandbox_run", timed_run),
-        (trial_module, "prepare_program", timed("write program", trial_module.prepare_program)),
+        (loop_module, "prepare_program", timed("write program", loop_module.prepare_program)),
         (loop_module, "record_candidate", timed("git record", loop_module.record_candidate)),
         (loop_module, "tell_study", timed("study tell", loop_module.tell_study)),
     ]
@@ -126,10 +130,20 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
             controller = Controller(ws, say=lambda line: None)
             real_execute = controller.execute
 
-            def timed_execute(plan, gpus, free_slot=lambda: None):
-                # The slot is held from here until the worker frees it (after the run, before recording).
+            def timed_execute(plan, take_slot, free_slot):
+                # The slot is held from take_slot() until the worker frees it (after the run, before
+                # recording); the ask and the program writing come before, while the slot runs another.
                 started = time.monotonic()
+                taken: list[float] = []
                 freed: list[float] = []
+
+                def timed_take():
+                    waiting = time.monotonic()
+                    gpus = take_slot()
+                    taken.append(time.monotonic())
+                    with lock:
+                        slot_waits.append(taken[0] - waiting)
+                    return gpus
 
                 def timed_free() -> None:
                     if not freed:
@@ -137,11 +151,13 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
                     free_slot()
 
                 try:
-                    real_execute(plan, gpus, timed_free)
+                    real_execute(plan, timed_take, timed_free)
                 finally:
-                    with lock:
-                        end = freed[0] if freed else time.monotonic()
-                        executes.append((started, end, threading.get_ident()))
+                    if taken:
+                        with lock:
+                            end = freed[0] if freed else time.monotonic()
+                            slot_holds.append((taken[0], end, threading.get_ident()))
+                            executes.append((started, time.monotonic(), threading.get_ident()))
 
             controller.execute = timed_execute
             started = time.monotonic()
@@ -163,15 +179,22 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
     # so the slots wait about one LLM latency once. From the run that first fills every slot on:
     fill_end = runs[min(slots, len(runs) - 1)][0]
     filled_inside = sum(max(0.0, min(end, steady_end) - max(start, fill_end)) for start, end, _ in runs)
-    worker_overheads = [
-        (e_end - e_start)
-        - sum(
-            r_end - r_start
-            for r_start, r_end, r_thread in runs
-            if r_thread == thread and e_start <= r_start <= e_end
-        )
-        for e_start, e_end, thread in executes
-    ]
+
+    def outside_runs(spans: list[tuple[float, float, int]]) -> list[float]:
+        return [
+            (end - start)
+            - sum(
+                r_end - r_start
+                for r_start, r_end, r_thread in runs
+                if r_thread == thread and start <= r_start <= end
+            )
+            for start, end, thread in spans
+        ]
+
+    # The worker's whole time outside the run and the slot wait (ask ... tell), and the part of it
+    # spent holding the slot.
+    worker_overheads = [t - w for t, w in zip(outside_runs(executes), slot_waits, strict=True)]
+    in_slot_overheads = outside_runs(slot_holds)
     return {
         "stopped": why,
         "trials": len(states),
@@ -186,6 +209,7 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
         "duty_cycle_after_fill": filled_inside / (slots * max(1e-9, steady_end - fill_end)),
         "worker_overhead_median_s": statistics.median(worker_overheads),
         "worker_overhead_max_s": max(worker_overheads),
+        "worker_overhead_holding_the_slot_median_s": statistics.median(in_slot_overheads),
         **{f"step {name} median_s": statistics.median(times) for name, times in sorted(steps.items())},
         "slot_idle_per_trial_s": (slots * (steady_end - steady_start) - steady_inside)
         / max(1, len(runs) - 2),

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from controller.terminal import console, fail, load
@@ -87,12 +88,12 @@ def status(campaign: CampaignArg, as_json: JsonOption = False) -> None:
         f"queue: {len(state.pending_requests)} request(s), {state.waiting_requeues} re-queued trial(s)"
     )
     for request in state.pending_requests:
-        console.print(f"  {request.id} {request.summary()}", highlight=False)
+        console.print(escape(f"  {request.id} {request.summary()}"), highlight=False)
     who = f"controller pid {state.controller_pid}" if state.controller_pid else "no controller running here"
     console.print(f"workers: {who}; {len(state.running)} trial(s) running")
     for run in state.running:
         console.print(
-            f"  trial {run.trial} {run.operation} [{run.tier}] {run.hypothesis[:80]}", highlight=False
+            escape(f"  trial {run.trial} {run.operation} [{run.tier}] {run.hypothesis[:80]}"), highlight=False
         )
 
 
@@ -133,7 +134,7 @@ def leaderboard(
             _num(r.train_seconds, ".1f"),
             _num(r.eval_seconds, ".1f"),
             "yes" if r.confirmed else "",
-            r.hypothesis[:70],
+            escape(r.hypothesis[:70]),
         )
     console.print(table)
 
@@ -173,9 +174,9 @@ def show(
         _print_json(detail.model_dump(mode="json"))
         return
     console.print(f"[bold]trial {detail.trial}[/] · {detail.operation} · tier {detail.tier} · {detail.state}")
-    console.print(f"[bold]hypothesis:[/] {detail.hypothesis}", highlight=False)
+    console.print(f"[bold]hypothesis:[/] {escape(detail.hypothesis)}", highlight=False)
     if detail.rationale:
-        console.print(f"[bold]rationale:[/] {detail.rationale}", highlight=False)
+        console.print(f"[bold]rationale:[/] {escape(detail.rationale)}", highlight=False)
     if detail.request_id:
         console.print(f"request: {detail.request_id}")
     chain = " → ".join(f"{t}" + (f" ({b:.4f})" if b is not None else "") for t, _, b in detail.lineage)
@@ -186,13 +187,13 @@ def show(
         if detail.val_bpb
         else "no score"
     )
-    console.print(f"status: {detail.status} {detail.status_reason}".rstrip(), highlight=False)
+    console.print(escape(f"status: {detail.status} {detail.status_reason}".rstrip()), highlight=False)
     console.print(
         f"metrics: {bpb} · bytes {_num(detail.artifact_bytes, ',')} · train {_num(detail.train_seconds, '.1f')} s"
         f" · eval {_num(detail.eval_seconds, '.1f')} s" + (" · confirmed" if detail.confirmed else "")
     )
     if detail.suspicious:
-        console.print(f"[yellow]suspicious:[/] {detail.suspicious}")
+        console.print(f"[yellow]suspicious:[/] {escape(str(detail.suspicious))}")
     if detail.knob_values:
         console.print("knobs: " + " ".join(f"{k}={v}" for k, v in sorted(detail.knob_values.items())))
     console.rule(f"diff against trial {detail.parent_trial}" if detail.parent_trial is not None else "root")
@@ -239,7 +240,9 @@ def hypothesis_add(
         _check_parent(campaign, parent)
         for idea in ideas:
             request_id = add_hypothesis(config.run_dir, idea or "", parent)
-            console.print(f"queued {request_id}: {(idea or '').splitlines()[0][:100]}", highlight=False)
+            console.print(
+                escape(f"queued {request_id}: {(idea or '').splitlines()[0][:100]}"), highlight=False
+            )
     except HarnessError as exc:
         raise fail(exc) from exc
 
@@ -275,7 +278,7 @@ def hypothesis_list(campaign: CampaignArg, as_json: JsonOption = False) -> None:
         table.add_column(column, overflow="fold")
     for r in requests:
         parent = str(r.parent_trial) if r.parent_trial is not None else "best"
-        table.add_row(r.id, parent, r.text.splitlines()[0][:80], outcome_of(r, trials))
+        table.add_row(r.id, parent, escape(r.text.splitlines()[0][:80]), escape(outcome_of(r, trials)))
     console.print(table)
 
 
@@ -344,7 +347,7 @@ def seed(
         request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
     except HarnessError as exc:
         raise fail(exc) from exc
-    console.print(f"queued {request_id}: {request.summary()}", highlight=False)
+    console.print(escape(f"queued {request_id}: {request.summary()}"), highlight=False)
 
 
 def confirm(

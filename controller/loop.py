@@ -1,12 +1,14 @@
 """The unattended search loop: plan trials, keep the slots busy, record every result, stop cleanly.
 
-Threads: the main thread schedules (takes a plan, waits for a slot, starts a worker); one producer
-thread per slot prepares proposals ahead (the LLM is slow, so the next proposals are ready before a
-slot frees up); one worker thread per running trial. Every write to the study, the git store and the
-archive happens under one lock, in the order described in controller.trial.
+Threads: the main thread schedules (takes a plan, waits for the staging place, starts a worker); one
+producer thread per slot prepares proposals ahead (the LLM is slow, so the next proposals are ready
+before a slot frees up); one worker thread per trial, which asks the study and writes the program
+before it waits for a slot (controller.slots). Every write to the study, the git store and the archive
+happens under one lock, in the order described in controller.trial.
 
-Ctrl-C once: no new trials; running ones finish and are recorded. Twice: running ones are killed
-and recorded as failed. Running the same command again resumes (see :meth:`Controller.resume`).
+Ctrl-C once: no new trials; running ones finish and are recorded, and a trial staged for the next
+free slot is failed and re-queued (the next start runs it first). Twice: running ones are killed and
+recorded as failed. Running the same command again resumes (see :meth:`Controller.resume`).
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agent.proposal import Outcome, Proposal
+from agent.proposal import Outcome
 from controller.archive import Archive, Operation
 from controller.confirm import ConfirmBook
 from controller.planning import Planning
-from controller.prepared import load_prepared, save_prepared
+from controller.prepared import load_prepared, requeued_plan, save_prepared
 from controller.records import ATTR_PROMOTED, ATTR_PROMOTES, rebuild_archive, with_confirmed, with_extra_seed
 from controller.requests import request_attrs
+from controller.slots import SlotGate
 from controller.study import TrialHandle
 from controller.trial import (
     TrialPlan,
@@ -36,6 +39,7 @@ from controller.trial import (
     confirm_attrs,
     knob_overrides,
     note_extra_seed,
+    prepare_program,
     program_knobs,
     record_candidate,
     run_plan,
@@ -61,6 +65,10 @@ class Peers:
     def after_record(self, ws: Workspace) -> None:
         """Publish newly recorded candidates, notes and frontier moves to the shared remote."""
 
+    def set_aside(self, ws: Workspace, number: int) -> None:
+        """Trial ``number`` is about to be re-queued without having run: make its program available
+        to whichever worker re-runs it."""
+
 
 @dataclass
 class LoopStats:
@@ -84,6 +92,7 @@ class Controller(Planning):
         self.archive = Archive()
         self.stopping = threading.Event()  # first Ctrl-C: finish what runs, start nothing new
         self.interrupt = threading.Event()  # second Ctrl-C: kill what runs
+        self.draining = False  # the loop ended on its own (budget): staged trials still run
         self.plans: queue.Queue[TrialPlan] = queue.Queue(maxsize=QUEUE_AHEAD)
         self.urgent: deque[TrialPlan] = deque()  # confirm runs and re-queued trials go first
         self.pending_children: Counter[int] = Counter()
@@ -156,15 +165,20 @@ class Controller(Planning):
     # ------------------------------------------------------------------ executing
 
     def execute(
-        self, plan: TrialPlan, gpus: tuple[int, ...], free_slot: Callable[[], None] = lambda: None
+        self,
+        plan: TrialPlan,
+        take_slot: Callable[[], tuple[int, ...] | None] = lambda: (),
+        free_slot: Callable[[], None] = lambda: None,
     ) -> None:
-        """Worker thread body: one trial from ask to tell. Nothing a trial does escapes this method:
-        a fault of the harness fails the trial (when it has one) with the error as its reason."""
+        """Worker thread body: one trial from ask to tell. ``take_slot`` waits for the run's slot once
+        the program is written and gives its GPUs, or None when the user stopped first; ``free_slot``
+        gives it back after the run. Nothing a trial does escapes this method: a fault of the harness
+        fails the trial (when it has one) with the error as its reason."""
         started: list[TrialHandle] = []
         with self.lock:
             self.stats.running += 1
         try:
-            self._execute(plan, gpus, started, free_slot)
+            self._execute(plan, take_slot, started, free_slot)
         except Exception as exc:
             if not started:
                 log.exception("could not start a trial for %s", plan.operation)
@@ -196,7 +210,7 @@ class Controller(Planning):
     def _execute(
         self,
         plan: TrialPlan,
-        gpus: tuple[int, ...],
+        take_slot: Callable[[], tuple[int, ...] | None],
         started: list[TrialHandle],
         free_slot: Callable[[], None],
     ) -> None:
@@ -241,7 +255,8 @@ class Controller(Planning):
                 self.leftover.append(plan)  # the proposal is kept for a later, larger budget
                 return
         parent_label = "seed" if plan.parent is None else f"parent {plan.parent.trial}"
-        self.say(
+        # Said when the run starts: the ask and the program come earlier, while the slots are busy.
+        headline = (
             f"trial {handle.number}: {plan.operation} on {parent_label} [{plan.tier_name}] {plan.hypothesis}"
         )
         if plan.operation is Operation.TUNE:
@@ -249,9 +264,18 @@ class Controller(Planning):
             if report is not None and not report.ok:
                 with self.lock:
                     ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
-                self.say(f"trial {handle.number}: preflight failed ({report.stage}): {report.reason[:160]}")
+                self.say(f"{headline} · preflight failed ({report.stage}): {report.reason[:160]}")
                 return
-        result, changed, _ = run_plan(ws, plan, handle, tier, tier_env, gpus, self.interrupt)
+        program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
+        gpus = take_slot()
+        if gpus is None:
+            with self.lock:
+                self.peers.set_aside(ws, handle.number)
+                ws.study.requeue(handle, "not started: the campaign stopped while it waited for a slot")
+            self.say(f"{headline} · not started (the campaign stopped first); re-queued for the next start")
+            return
+        self.say(headline)
+        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, self.interrupt)
         free_slot()  # the GPUs are done: the next trial starts while this one is recorded
         self._record(plan, handle, result, changed)
 
@@ -339,6 +363,7 @@ class Controller(Planning):
             if self.config.sandbox.gpus
             else GpuPool.cpu(self.config.sandbox.cpu_slots)
         )
+        gate = SlotGate(pool, self._user_stopped)
         for handle in self._requeued():
             self.urgent.append(handle)
         for plan in load_prepared(self.ws.run_dir, self.archive, self.say):
@@ -361,7 +386,7 @@ class Controller(Planning):
             if seed is not None and not self.urgent:
                 why = self.budget_left() or ""
                 if not why:
-                    self._launch(seed, pool, workers)
+                    self._launch(seed, gate, workers)
                     self._wait(workers)  # every other plan needs a scored parent
             for producer in producers:
                 producer.start()
@@ -375,15 +400,16 @@ class Controller(Planning):
                     if owed is None:
                         break
                     why = ""  # the budget already paid for it: its first attempt died with a worker
-                    self._launch(owed, pool, workers)
+                    self._launch(owed, gate, workers)
                     continue
                 plan = self.urgent.popleft() if self.urgent else self._next_plan()
                 if plan is None:
                     if not any(w.is_alive() for w in workers) and self._starved():
                         why = "nothing left to try: no eligible parent and no proposals"
                     continue
-                self._launch(plan, pool, workers)
+                self._launch(plan, gate, workers)
         finally:
+            self.draining = not self.stopping.is_set()
             self.stopping.set()
             self._wait(workers)
             signal.signal(signal.SIGINT, previous)
@@ -429,52 +455,25 @@ class Controller(Planning):
     def _requeued(self) -> list[TrialPlan]:
         plans = []
         while (handle := self.ws.study.ask_requeued()) is not None:
-            parent = self.archive.get(handle.parent_trial) if handle.parent_trial in self.archive else None
-            program = self.ws.trial_dir(handle.attrs.get("original_trial", handle.requeued_from)) / "program"
-            files = (
-                {self.ws.entry: (program / self.ws.entry).read_text()}
-                if (program / self.ws.entry).exists()
-                else {}
-            )
-            proposal = (
-                Proposal(
-                    hypothesis=str(handle.attrs.get("hypothesis", "")),
-                    rationale=str(handle.attrs.get("rationale", "")),
-                    files=files,
-                )
-                if files and parent
-                else None
-            )
-            plans.append(
-                TrialPlan(
-                    operation=Operation(handle.operation or "mutate"),
-                    tier_name=handle.tier or self.explore,
-                    parent=parent,
-                    proposal=proposal,
-                    requeued=handle,
-                )
-            )
+            plans.append(requeued_plan(self.ws, self.archive, handle, self.explore))
         return plans
 
-    def _launch(self, plan: TrialPlan, pool: GpuPool, workers: list[threading.Thread]) -> None:
+    def _user_stopped(self) -> bool:
+        """Whether the user stopped the campaign (Ctrl-C), not the loop ending on a budget."""
+        return (self.stopping.is_set() and not self.draining) or self.interrupt.is_set()
+
+    def _launch(self, plan: TrialPlan, gate: SlotGate, workers: list[threading.Thread]) -> None:
         tier = self.config.tiers.get(plan.tier_name)
-        need = tier.nproc if tier.device == "gpu" else 1
-        while True:
-            try:
-                lease = pool.acquire(need, timeout=0.5)
-                break
-            except TimeoutError:
-                if self.interrupt.is_set() or self.stopping.is_set():
-                    self.leftover.append(plan)
-                    return
-        if self.stopping.is_set():  # Ctrl-C came while this plan waited for a slot: start nothing new
-            lease.release()
+        ticket = gate.stage(tier.nproc if tier.device == "gpu" else 1, use_gpus=tier.device == "gpu")
+        if ticket is None:  # Ctrl-C came while this plan waited: start nothing new
             self.leftover.append(plan)
             return
 
         def body() -> None:
-            with lease:
-                self.execute(plan, lease.gpus if tier.device == "gpu" else (), lease.release)
+            try:
+                self.execute(plan, ticket.take, ticket.free)
+            finally:
+                ticket.close()
 
         if plan.requeued is None:  # a re-queued trial is already in the study
             with self.lock:

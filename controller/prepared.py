@@ -3,6 +3,8 @@
 A proposal costs LLM money (or a replay line), so a clean stop must not drop the ones the producer had
 prepared ahead: they are written to ``runs/<campaign>/prepared.jsonl`` and put first in line on resume.
 Plans whose parent is no longer in the archive are dropped with a note (the study is the truth).
+Trials already asked of the study (a crashed run, a trial staged when the campaign stopped) are
+re-queued in the study instead, and :func:`requeued_plan` turns one back into a plan.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from pathlib import Path
 from agent.proposal import Proposal
 from controller.archive import Archive, Operation
 from controller.requests import Request
+from controller.study import TrialHandle
 from controller.trial import TrialPlan
+from controller.workspace import Workspace
 
 PREPARED_FILE = "prepared.jsonl"
 
@@ -77,3 +81,28 @@ def load_prepared(run_dir: Path, archive: Archive, say: Callable[[str], None]) -
             say(f"{path.name}:{number}: unreadable prepared plan ({exc}); dropped")
     path.unlink()
     return plans
+
+
+def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore: str) -> TrialPlan:
+    """The plan that re-runs re-queued trial ``handle``: the program its first attempt wrote (under
+    ``trials/<original>/program``) on the same parent, or the parent's own code and knobs when the
+    program is gone."""
+    parent = archive.get(handle.parent_trial) if handle.parent_trial in archive else None
+    program = ws.trial_dir(handle.attrs.get("original_trial", handle.requeued_from)) / "program" / ws.entry
+    files = {ws.entry: program.read_text()} if program.exists() else {}
+    proposal = (
+        Proposal(
+            hypothesis=str(handle.attrs.get("hypothesis", "")),
+            rationale=str(handle.attrs.get("rationale", "")),
+            files=files,
+        )
+        if files and parent
+        else None
+    )
+    return TrialPlan(
+        operation=Operation(handle.operation or "mutate"),
+        tier_name=handle.tier or explore,
+        parent=parent,
+        proposal=proposal,
+        requeued=handle,
+    )

@@ -369,18 +369,30 @@ class CampaignStudy:
         for stale in trials:
             if stale.state is not TrialState.RUNNING or is_alive(stale.number):
                 continue
-            if stale.number not in already:
-                attrs = {
-                    **stale.user_attrs,
-                    ATTR_REQUEUED_FROM: stale.number,
-                    ATTR_ORIGINAL_TRIAL: stale.user_attrs.get(ATTR_ORIGINAL_TRIAL, stale.number),
-                }
-                self._study.enqueue_trial(dict(stale.params), user_attrs=attrs)
-            live = optuna.Trial(self._study, stale._trial_id)
-            live.set_user_attr("status_reason", "stale: its run was gone when the controller restarted")
-            self._study.tell(live, state=TrialState.FAIL)
+            self._fail_and_requeue(
+                stale, "stale: its run was gone when the controller restarted", queued=stale.number in already
+            )
             recovered.append(stale.number)
         return recovered
+
+    def requeue(self, handle: TrialHandle, reason: str) -> None:
+        """Fail RUNNING trial ``handle`` with ``reason`` and queue its re-run, as :meth:`recover_stale`
+        does for a dead one: for a trial that was asked but could not run (the campaign stopped first)."""
+        _live(handle)  # a handle from ask(), so the trial is this process's
+        frozen = next(t for t in self._study.get_trials(deepcopy=False) if t.number == handle.number)
+        self._fail_and_requeue(frozen, reason, queued=False)
+
+    def _fail_and_requeue(self, stale: optuna.trial.FrozenTrial, reason: str, *, queued: bool) -> None:
+        if not queued:
+            attrs = {
+                **stale.user_attrs,
+                ATTR_REQUEUED_FROM: stale.number,
+                ATTR_ORIGINAL_TRIAL: stale.user_attrs.get(ATTR_ORIGINAL_TRIAL, stale.number),
+            }
+            self._study.enqueue_trial(dict(stale.params), user_attrs=attrs)
+        live = optuna.Trial(self._study, stale._trial_id)
+        live.set_user_attr("status_reason", reason)
+        self._study.tell(live, state=TrialState.FAIL)
 
     def trials(self) -> tuple[TrialRecord, ...]:
         """Every trial, in number order, as read-only records."""

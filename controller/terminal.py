@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from agent.errors import AgentError
 from baseline.shards import DataError
@@ -29,7 +30,7 @@ COMMAND_ERRORS = (HarnessError, AgentError, DataError)
 
 def fail(exc: BaseException) -> typer.Exit:
     """Print a harness fault (its message carries the hint) and return the exit to raise."""
-    console.print(f"[bold red]error:[/] {exc}")
+    console.print(f"[bold red]error:[/] {escape(str(exc))}")
     return typer.Exit(code=2)
 
 
@@ -40,4 +41,5 @@ def load(campaign: Path):  # -> CampaignConfig (imported lazily: `autogolf --hel
 
 
 def say(line: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {line}", highlight=False, soft_wrap=True)
+    """Print a progress line as written: "[proxy]" or an LLM's "[x]" is text, not rich markup."""
+    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {escape(line)}", highlight=False, soft_wrap=True)

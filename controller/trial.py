@@ -143,11 +143,12 @@ def run_plan(
     handle: TrialHandle,
     tier: TierConfig,
     tier_env: Mapping[str, str],
+    program_dir: Path,
     gpus: tuple[int, ...],
     interrupt: threading.Event,
-) -> tuple[RunResult, dict[str, str], Path]:
-    """Write the program and run it in the sandbox; report training loss to the study as it goes."""
-    program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
+) -> RunResult:
+    """Run the program :func:`prepare_program` wrote in the sandbox; report training loss to the
+    study as it goes."""
     pruned: list[str] = []  # why the pruner stopped the run, once it has
 
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
@@ -188,7 +189,7 @@ def run_plan(
         result = result.model_copy(update={"reason": pruned[0]})
     elif result.status is RunStatus.PRUNED and interrupt.is_set():
         result = result.model_copy(update={"reason": "interrupted by the user (second Ctrl-C)"})
-    return result, changed, run_dir
+    return result
 
 
 def trailers_for(plan: TrialPlan, result: RunResult) -> dict[str, str]:

@@ -154,6 +154,17 @@ class WorkerPeers(Peers):
                     published.append(number)
         return published
 
+    def set_aside(self, ws: Workspace, number: int) -> None:
+        """Publish the program of trial ``number``, which is re-queued without having run, so that any
+        worker can re-run it. It is not this worker's to drop: a sweep deletes it once no re-run
+        needs it. An unreachable remote is logged: this worker still holds the program for its own
+        next start."""
+        program = ws.trial_dir(number) / "program" / ws.entry
+        try:
+            self.remote.publish_program(number, {ws.entry: program.read_text(encoding="utf-8")})
+        except (GitStoreError, OSError) as exc:
+            log.warning("could not publish the program of set-aside trial %d: %s", number, exc)
+
     def finished(self, number: int) -> None:
         """WorkerStudy's hook: trial ``number`` is finished; its program goes at the next drop."""
         with self._programs_lock:

@@ -120,6 +120,11 @@ class WorkerStudy(CampaignStudy):
             super().fail(handle, reason, user_attrs)
         self._finished(handle.number)
 
+    def requeue(self, handle, reason) -> None:
+        with self._timed():
+            super().requeue(handle, reason)
+        self._finished(handle.number)
+
     def prune(self, handle, reason="pruned") -> None:
         with self._timed():
             super().prune(handle, reason)

@@ -115,6 +115,28 @@ def test_sync_sweeps_what_a_dead_worker_left_but_keeps_a_program_its_rerun_needs
     assert running_refs(b) == {running.number}, "the re-run is done: both of its programs go"
 
 
+def test_a_trial_set_aside_at_a_stop_is_rerun_elsewhere_with_its_program(two_workers):
+    """Worker a stops while a trial is staged (asked, program written, no run yet): the loop sets it
+    aside and re-queues it; worker b takes the re-run and gets the program from the remote."""
+    a, b = two_workers
+    staged = a.study.ask(None, [], tier="proxy", operation="mutate")
+    program = a.ws.trial_dir(staged.number) / "program" / a.ws.entry
+    program.parent.mkdir(parents=True)
+    program.write_text("staged program\n", encoding="utf-8")
+    assert a.publish_programs() == []  # not running: never published by the heartbeat
+    a.set_aside(a.ws, staged.number)
+    a.study.requeue(staged, "not started: the campaign stopped while it waited for a slot")
+    assert staged.number not in a.study.owned
+    a.stop()
+    assert running_refs(a) == {staged.number}, "kept: a waiting re-run needs it"
+
+    b.before_plan(b.ws)
+    (plan,) = b.controller.urgent
+    assert plan.requeued.requeued_from == staged.number
+    fetched = b.ws.trial_dir(staged.number) / "program" / b.ws.entry  # where b's re-run reads it
+    assert fetched.read_text() == "staged program\n"
+
+
 def test_a_program_stays_while_any_rerun_in_its_chain_is_unfinished():
     def record(number: int, state: str, **attrs) -> TrialRecord:
         return TrialRecord(number, state, None, {}, attrs, {}, {}, datetime.now(), None)

@@ -173,7 +173,9 @@ def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
     assert "trial budget reached" in why
 
 
-def test_ctrl_c_once_finishes_and_records_the_running_trial(make_campaign):
+def test_ctrl_c_once_finishes_the_running_trial_and_requeues_the_staged_one(make_campaign):
+    """One slot: trial 1 runs while trial 2 is staged (asked, program written, waiting for the slot).
+    Ctrl-C lets trial 1 finish and be recorded; trial 2 does not start and is re-run first on resume."""
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
         max_trials=5,
@@ -183,16 +185,31 @@ def test_ctrl_c_once_finishes_and_records_the_running_trial(make_campaign):
     controller = start_controller(toml)
     try:
         wait_for(run_dir / "trials" / "1" / "run", controller)
+        wait_for(run_dir / "trials" / "2" / "program", controller)  # staged: asked, program written
         time.sleep(0.3)
         os.killpg(controller.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     finally:
         output = finish(controller)
     assert controller.returncode == 0, output
     assert "stopped by the user" in output
+    assert "trial 2: mutate on parent 0 [proxy] smoothing 0.2 · not started (the campaign stopped first)" in output
 
     study, store = open_results(toml)
-    assert [t.state for t in study.trials()] == ["COMPLETE", "COMPLETE"], output
+    assert [t.state for t in study.trials()] == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"], output
     assert store.commit_of(1) is not None
+    assert study.trial(2).user_attrs["status_reason"].startswith("not started: the campaign stopped")
+    assert store.commit_of(2) is None and not (run_dir / "trials" / "2" / "run").exists()
+
+    again = start_controller(toml)
+    output = finish(again)
+    assert again.returncode == 0, output
+    study, store = open_results(toml)
+    rerun = [t for t in study.trials() if t.user_attrs.get(ATTR_REQUEUED_FROM) == 2]
+    assert [t.state for t in rerun] == ["COMPLETE"], output
+    assert rerun[0].number == 3, "the re-run goes first"
+    assert store.commit_of(3) is not None
+    done = [t.user_attrs.get("hypothesis") for t in study.trials() if t.state == "COMPLETE"]
+    assert done.count("smoothing 0.2") == 1 and done.count("smoothing 0.1") == 1
 
 
 def test_ctrl_c_twice_kills_the_running_trial_and_records_it_as_failed(make_campaign):
@@ -221,7 +238,9 @@ def test_ctrl_c_twice_kills_the_running_trial_and_records_it_as_failed(make_camp
     assert killed.state == "FAIL", output
     assert "interrupted" in killed.user_attrs["status_reason"]
     assert store.commit_of(1) is None
-    assert len(study.trials()) == 2
+    # and a trial staged for the slot, when the producer had one ready, did not start: re-queued
+    assert [t.state for t in study.trials()[2:]] in ([], ["FAIL", "WAITING"])
+    assert all(t.user_attrs["status_reason"].startswith("not started") for t in study.trials()[2:3])
     assert stopped_after < 1.5  # killed, not waited out (the run sleeps 2 s)
 
 

@@ -233,3 +233,21 @@ def test_leaderboard_in_a_log_file_shows_whole_numbers(config, campaign):
     assert printed.returncode == 0, printed.stderr
     for row in leaderboard(campaign):
         assert f"{row.val_bpb:.4f}" in printed.stdout and f"{row.artifact_bytes:,}" in printed.stdout
+
+
+def test_text_in_square_brackets_is_printed_as_written(config, capsys):
+    """Hypotheses (an LLM's or a person's) and tier names like "[proxy]" are text, not rich markup."""
+    import typer
+    from typer.testing import CliRunner
+
+    from controller.cli_review import register
+    from controller.terminal import say
+
+    say("trial 3: mutate on parent 0 [proxy] Use [bold]bigrams[/bold]")
+    assert "trial 3: mutate on parent 0 [proxy] Use [bold]bigrams[/bold]" in capsys.readouterr().out
+    app = typer.Typer()
+    register(app)
+    toml = str(config.campaign.seed_program.parent / "campaign.toml")
+    added = CliRunner().invoke(app, ["hypothesis", "add", toml, "Count [b]igrams[/b]"])
+    assert added.exit_code == 0, added.output
+    assert "Count [b]igrams[/b]" in added.output
