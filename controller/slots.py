@@ -3,8 +3,9 @@
 A trial's worker asks the study, runs its knob preflight and writes its program *before* it waits for
 a slot (its GPUs, or a CPU slot), so a slot that comes free starts the next run at once instead of
 after an ask that waits on another trial's recording (bench/loop_duty_cycle.py: steady duty cycle
-0.91 -> 0.98 on 2 s runs). At most one trial is staged that way at a time: the main loop waits for
-the staging place before it starts a worker.
+0.91 -> 0.99 on 2 s runs). At most one trial is staged that way at a time: the main loop waits for
+the staging place before it starts a worker. When the loop ends on its own (a budget), a staged
+trial still runs: it was asked, so the trial budget already counts it.
 
 A staged trial that is still waiting when the user stops the campaign does not run; its worker hands
 it back (the loop fails and re-queues it, so the next start runs it first).
