@@ -26,7 +26,7 @@ def _run_campaign(campaign: Path, config) -> None:
     from controller.workspace import open_workspace
 
     with open_workspace(config) as ws:
-        say(f"campaign [bold]{config.campaign.name}[/] in {ws.run_dir}")
+        say(f"campaign {config.campaign.name} in {ws.run_dir}")
         say(f"data: {ws.data.dataset_dir} · tokenizer {ws.data.tokenizer_path.name}")
         controller = Controller(ws, say=say)
         why = controller.run()

@@ -259,13 +259,6 @@ class Controller(Planning):
         headline = (
             f"trial {handle.number}: {plan.operation} on {parent_label} [{plan.tier_name}] {plan.hypothesis}"
         )
-        if plan.operation is Operation.TUNE:
-            report = self._smoke_knobs(plan, handle.knob_values, source)
-            if report is not None and not report.ok:
-                with self.lock:
-                    ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
-                self.say(f"{headline} · preflight failed ({report.stage}): {report.reason[:160]}")
-                return
         program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
         gpus = take_slot()
         if gpus is None:
@@ -274,6 +267,13 @@ class Controller(Planning):
                 ws.study.requeue(handle, "not started: the campaign stopped while it waited for a slot")
             self.say(f"{headline} · not started (the campaign stopped first); re-queued for the next start")
             return
+        if plan.operation is Operation.TUNE:  # on the slot: a CPU smoke run beside a run would slow it
+            report = self._smoke_knobs(plan, handle.knob_values, source)
+            if report is not None and not report.ok:
+                with self.lock:
+                    ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
+                self.say(f"{headline} · preflight failed ({report.stage}): {report.reason[:160]}")
+                return
         self.say(headline)
         result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, self.interrupt)
         free_slot()  # the GPUs are done: the next trial starts while this one is recorded

@@ -1,9 +1,9 @@
 """Slots for the loop's trials, with one trial staged ahead of them.
 
-A trial's worker asks the study, runs its knob preflight and writes its program *before* it waits for
-a slot (its GPUs, or a CPU slot), so a slot that comes free starts the next run at once instead of
-after an ask that waits on another trial's recording (bench/loop_duty_cycle.py: steady duty cycle
-0.91 -> 0.99 on 2 s runs). At most one trial is staged that way at a time: the main loop waits for
+A trial's worker asks the study and writes its program *before* it waits for a slot (its GPUs, or a
+CPU slot), so a slot that comes free starts the next run at once instead of after an ask that waits
+on another trial's recording (bench/loop_duty_cycle.py: steady duty cycle 0.91 -> 0.99 on 2 s runs).
+A tuning trial's knob preflight waits for the slot: a CPU smoke run beside a run would slow it. At most one trial is staged that way at a time: the main loop waits for
 the staging place before it starts a worker. When the loop ends on its own (a budget), a staged
 trial still runs: it was asked, so the trial budget already counts it.
 
