@@ -192,7 +192,10 @@ def test_ctrl_c_once_finishes_the_running_trial_and_requeues_the_staged_one(make
         output = finish(controller)
     assert controller.returncode == 0, output
     assert "stopped by the user" in output
-    assert "trial 2: mutate on parent 0 [proxy] smoothing 0.2 · not started (the campaign stopped first)" in output
+    assert (
+        "trial 2: mutate on parent 0 [proxy] smoothing 0.2 · not started (the campaign stopped first)"
+        in output
+    )
 
     study, store = open_results(toml)
     assert [t.state for t in study.trials()] == ["COMPLETE", "COMPLETE", "FAIL", "WAITING"], output
