@@ -134,15 +134,14 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
                 # The slot is held from take_slot() until the worker frees it (after the run, before
                 # recording); the ask and the program writing come before, while the slot runs another.
                 started = time.monotonic()
+                waiting: list[float] = []
                 taken: list[float] = []
                 freed: list[float] = []
 
                 def timed_take():
-                    waiting = time.monotonic()
+                    waiting.append(time.monotonic())
                     gpus = take_slot()
                     taken.append(time.monotonic())
-                    with lock:
-                        slot_waits.append(taken[0] - waiting)
                     return gpus
 
                 def timed_free() -> None:
@@ -158,6 +157,7 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
                             end = freed[0] if freed else time.monotonic()
                             slot_holds.append((taken[0], end, threading.get_ident()))
                             executes.append((started, time.monotonic(), threading.get_ident()))
+                            slot_waits.append(taken[0] - waiting[0])  # paired with its execute
 
             controller.execute = timed_execute
             started = time.monotonic()

@@ -167,7 +167,7 @@ class Controller(Planning):
     def execute(
         self,
         plan: TrialPlan,
-        take_slot: Callable[[], tuple[int, ...] | None] = lambda: (),
+        take_slot: Callable[[], tuple[int, ...] | None],
         free_slot: Callable[[], None] = lambda: None,
     ) -> None:
         """Worker thread body: one trial from ask to tell. ``take_slot`` waits for the run's slot once

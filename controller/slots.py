@@ -27,18 +27,22 @@ class SlotGate:
 
     def __init__(self, pool: GpuPool, user_stopped: Callable[[], bool]) -> None:
         self.pool = pool
-        self._user_stopped = user_stopped
+        self.user_stopped = user_stopped
         self._staging = threading.Semaphore(1)
 
     def stage(self, gpus: int, use_gpus: bool) -> SlotTicket | None:
         """Wait for the staging place; None when the user stopped first."""
         while not self._staging.acquire(timeout=POLL_SECONDS):
-            if self._user_stopped():
+            if self.user_stopped():
                 return None
-        if self._user_stopped():
-            self._staging.release()
+        if self.user_stopped():
+            self.unstage()
             return None
         return SlotTicket(self, gpus, use_gpus)
+
+    def unstage(self) -> None:
+        """Give the staging place back (once per :meth:`stage` that returned a ticket)."""
+        self._staging.release()
 
 
 class SlotTicket:
@@ -62,11 +66,11 @@ class SlotTicket:
                     lease = self._gate.pool.acquire(self._gpus, timeout=POLL_SECONDS)
                     break
                 except TimeoutError:
-                    if self._gate._user_stopped():
+                    if self._gate.user_stopped():
                         return None
             with self._lock:
                 self._lease = lease
-            if self._gate._user_stopped():  # the stop came as the slot freed: start nothing new
+            if self._gate.user_stopped():  # the stop came as the slot freed: start nothing new
                 self.free()
                 return None
             return lease.gpus if self._use_gpus else ()
@@ -88,4 +92,4 @@ class SlotTicket:
         with self._lock:
             staged, self._staged = self._staged, False
         if staged:
-            self._gate._staging.release()
+            self._gate.unstage()
