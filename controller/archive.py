@@ -4,6 +4,10 @@
 boundaries (never an Optuna trial). Candidates order so that ``min()`` is the best: feasible, ok and
 unsuspicious first, then lower mean BPB, fewer artifact bytes, earlier trial (after AIDE's
 ``MetricValue``, which gives results a comparison instead of re-deriving "best" at each use).
+
+A candidate whose gain looked implausible (``suspicious``) is held out of the parent pool until one of
+its runs passes the full integrity probe (``verified``); one whose later run failed an integrity check
+is discredited: ``suspicious`` says which run and check, and no verification lifts that.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Candidate:
     operation: Operation = Operation.MUTATE
     confirmed: bool = False  # a parent "of record": it passed the confirm stage's Welch test
     suspicious: str = ""  # why a plausibility check failed; non-empty keeps it out of the parent pool
+    verified: bool = False  # a run of this program passed the full integrity probe
+    discredited: bool = False  # a later run failed an integrity check: never a parent again
     knob_values: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -66,9 +72,24 @@ class Candidate:
 
     @property
     def eligible(self) -> bool:
-        """May be a parent and sit on the frontier: it counted, fits the limits and looks honest."""
+        """May be a parent and sit on the frontier: it counted, fits the limits and looks honest (or a
+        suspiciously large gain was verified by the full integrity probe)."""
         return (
-            self.status is RunStatus.OK and self.feasible and not self.suspicious and self.val_bpb is not None
+            self.status is RunStatus.OK
+            and self.feasible
+            and not self.discredited
+            and (not self.suspicious or self.verified)
+            and self.val_bpb is not None
+        )
+
+    @property
+    def held(self) -> bool:
+        """Scored and within the limits but suspicious: waiting for a run with the full probe."""
+        return (
+            self.status is RunStatus.OK
+            and self.feasible
+            and bool(self.suspicious)
+            and not (self.verified or self.discredited)
         )
 
     def sort_key(self) -> tuple[int, float, float, int]:
@@ -132,6 +153,31 @@ class Archive:
         """The best confirmed candidate: what a challenger must beat in the confirm stage."""
         confirmed = [c for c in self.frontier(len(self), tier) if c.confirmed]
         return confirmed[0] if confirmed else None
+
+    def root_of(self, candidate: Candidate) -> Candidate:
+        """The seed program this candidate descends from (the campaign may have several roots)."""
+        seen = {candidate.trial}
+        while candidate.parent_trial is not None and candidate.parent_trial in self:
+            candidate = self.get(candidate.parent_trial)
+            if candidate.trial in seen:
+                break
+            seen.add(candidate.trial)
+        return candidate
+
+    def seed_bpb(self, candidate: Candidate, tier: str) -> float | None:
+        """The harness-measured BPB of ``candidate``'s seed program on ``tier``: the root's own run, or
+        the record a confirm run made for it there. None when it has not run on that tier."""
+        root = self.root_of(candidate)
+        if root.tier == tier:
+            return root.val_bpb
+        for record in self:
+            if (
+                record.operation is Operation.CONFIRM
+                and record.parent_trial == root.trial
+                and record.tier == tier
+            ):
+                return record.val_bpb
+        return None
 
     def children_of(self, trial: int) -> list[Candidate]:
         """Every recorded child of ``trial``, failed ones included, in trial order."""

@@ -116,7 +116,7 @@ def leaderboard(
         return
     table = Table(title=f"leaderboard ({rows[0].tier if rows else tier or 'explore'} tier)")
     columns = ("#", "trial", "bpb", "± std", "seeds", "Δ parent", "Δ seed", "bytes", "headroom")
-    for column in (*columns, "train s", "eval s", "confirmed"):
+    for column in (*columns, "train s", "eval s", "verified", "confirmed"):
         table.add_column(column, no_wrap=True, justify="right", min_width=len(column))
     table.add_column("hypothesis", overflow="fold", ratio=1)
     for r in rows:
@@ -133,6 +133,7 @@ def leaderboard(
             _num(r.headroom_bytes, ","),
             _num(r.train_seconds, ".1f"),
             _num(r.eval_seconds, ".1f"),
+            "yes" if r.verified else "",
             "yes" if r.confirmed else "",
             escape(r.hypothesis[:70]),
         )
@@ -190,8 +191,14 @@ def show(
     console.print(escape(f"status: {detail.status} {detail.status_reason}".rstrip()), highlight=False)
     console.print(
         f"metrics: {bpb} · bytes {_num(detail.artifact_bytes, ',')} · train {_num(detail.train_seconds, '.1f')} s"
-        f" · eval {_num(detail.eval_seconds, '.1f')} s" + (" · confirmed" if detail.confirmed else "")
+        f" · eval {_num(detail.eval_seconds, '.1f')} s"
+        + (" · verified" if detail.verified else "")
+        + (" · confirmed" if detail.confirmed else "")
     )
+    if detail.failed_check:
+        console.print(f"[red]failed integrity check:[/] {escape(detail.failed_check)}")
+    for line in detail.integrity:
+        console.print(f"integrity: {escape(line)}", highlight=False)
     if detail.suspicious:
         console.print(f"[yellow]suspicious:[/] {escape(str(detail.suspicious))}")
     if detail.knob_values:

@@ -14,8 +14,6 @@ import difflib
 import math
 import random
 import tomllib
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,12 +21,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from pydantic import model_validator as _model_validator
 
 from controller.archive import Operation
+from controller.config_messages import describe_error
 from controller.errors import ConfigError
 from sandbox.knobs import Knob
-from sandbox.spec import ARTIFACT_LIMIT_BYTES, Limits
+from sandbox.spec import ARTIFACT_LIMIT_BYTES, IntegritySettings, Limits, Plausibility, ProbeKind
 
 TierName = Literal["smoke", "proxy", "full"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
+CHALLENGE_EVAL_SEQ_LEN = 1024
+# On the CPU the probe's NLL before the cut is bitwise the scored run's (measured, fp32 and bf16, across
+# batch sizes: bench/results/integrity_cost.json), so cpu tiers demand exact agreement. GPU kernels are
+# picked by batch shape (a probe's partial batches differ) and test-time training's backward passes use
+# atomics, so a GPU tier admits noise: up to a quarter of the values may move, each by less than half a
+# nat (a one-ulp bf16 change of a logit near the softcap of 30 is 0.125, moving an NLL by at most ~0.25),
+# as long as they do not shift on average. Not yet measured on a GPU: a device check should size these.
+GPU_INTEGRITY = IntegritySettings(max_changed_fraction=0.25, max_abs_change=0.5)
 
 
 class _Section(BaseModel):
@@ -105,6 +112,9 @@ class SandboxSection(_Section):
     image: str = "autogolf-trainer:latest"  # docker only
     gpus: tuple[int, ...] = ()  # GPU indices this controller may use; empty = CPU only
     cpu_slots: int = Field(default=1, ge=1)  # CPU runs (smoke tier) allowed at once
+    # The local backend runs unconfined where bubblewrap does not work (sandbox.local); a campaign whose
+    # code comes from an LLM refuses that unless this says the risk is accepted (controller.workspace).
+    allow_unconfined_local: bool = False
 
     @field_validator("gpus")
     @classmethod
@@ -125,6 +135,13 @@ class TierConfig(_Section):
     artifact_bytes: int = Field(default=ARTIFACT_LIMIT_BYTES, gt=0)
     # Knob overrides for every run of this tier (e.g. fewer ITERATIONS on the smoke tier).
     knobs: dict[str, Any] = Field(default_factory=dict)
+    # The harness's eval sequence length: the NLL file must cover ((N-1)//S)*S targets and the program
+    # is given EVAL_SEQ_LEN=S. Unset: the tier's EVAL_SEQ_LEN knob override, else the challenge's 1024.
+    eval_seq_len: int | None = Field(default=None, ge=1)
+    # The integrity probe ([tiers.<name>.integrity], sandbox.spec.IntegritySettings). Unset: exact
+    # agreement on a cpu tier, GPU_INTEGRITY's kernel-noise allowance on a gpu tier. Seed and confirm
+    # runs always get the full probe; `probe = "full"` gives it to every run of the tier.
+    integrity: IntegritySettings | None = None
     # Confirm stage (stats.welch_one_sided on val_loss in nats). The challenge's bar for a record is
     # delta >= 0.005 nats at p < 0.01 (CHALLENGE.md); proxy tiers may be looser.
     seeds_to_confirm: int = Field(default=3, ge=2)
@@ -140,6 +157,28 @@ class TierConfig(_Section):
             if not isinstance(setting, str | int | float | bool):
                 raise ValueError(f"{name} = {setting!r}: a knob override must be a string, number or boolean")
         return value
+
+    @_model_validator(mode="after")
+    def _one_eval_seq_len(self) -> TierConfig:
+        knob = self.knobs.get("EVAL_SEQ_LEN")
+        if self.eval_seq_len is not None and knob is not None and knob != self.eval_seq_len:
+            raise ValueError(
+                f"eval_seq_len = {self.eval_seq_len} but knobs.EVAL_SEQ_LEN = {knob!r}; fix: give one of them "
+                "(the harness scores at eval_seq_len and sets EVAL_SEQ_LEN to it)"
+            )
+        return self
+
+    def harness_eval_seq_len(self) -> int:
+        """The eval sequence length the harness scores this tier at."""
+        if self.eval_seq_len is not None:
+            return self.eval_seq_len
+        knob = self.knobs.get("EVAL_SEQ_LEN")
+        return int(knob) if isinstance(knob, int) and not isinstance(knob, bool) else CHALLENGE_EVAL_SEQ_LEN
+
+    def integrity_settings(self, *, full: bool) -> IntegritySettings:
+        """The probe settings for one run; ``full`` asks for the full probe (seed and confirm runs)."""
+        settings = self.integrity or (GPU_INTEGRITY if self.device == "gpu" else IntegritySettings())
+        return settings.model_copy(update={"probe": ProbeKind.FULL}) if full else settings
 
     def limits(self) -> Limits:
         """The sandbox limits for one run of this tier."""
@@ -300,6 +339,21 @@ class OperationMix(_Section):
         return rng.choices(list(weights), weights=list(weights.values()))[0]
 
 
+class PlausibilitySection(_Section):
+    """``[plausibility]``: how large a gain is believed before the full integrity probe confirms it.
+
+    Judged against the harness's own numbers only (sandbox.spec.Plausibility): the parent's and the
+    lineage's seed program's results on the same tier, and a floor that also covers a tier's first run.
+    """
+
+    max_gain_over_parent_bpb: float = Field(default=0.1, ge=0)
+    max_gain_over_seed_bpb: float = Field(default=0.25, ge=0)
+    floor_bpb: float = Field(default=0.5, ge=0)
+
+    def for_run(self, parent_bpb: float | None, seed_bpb: float | None) -> Plausibility:
+        return Plausibility(parent_bpb=parent_bpb, seed_bpb=seed_bpb, **self.model_dump())
+
+
 class FrontierSection(_Section):
     k: int = Field(default=4, ge=1)  # best/1..k; parents are drawn among these
     child_bonus: float = Field(default=1.0, ge=0)  # extra weight for parents with few children
@@ -334,6 +388,7 @@ class CampaignConfig(_Section):
     operations: OperationMix = Field(default_factory=OperationMix)
     frontier: FrontierSection = Field(default_factory=FrontierSection)
     study: StudySection = Field(default_factory=StudySection)
+    plausibility: PlausibilitySection = Field(default_factory=PlausibilitySection)
 
     @_model_validator(mode="after")
     def _consistent(self) -> CampaignConfig:
@@ -401,7 +456,7 @@ def load_campaign(path: str | Path, *, check_paths: bool = True) -> CampaignConf
     try:
         config = CampaignConfig.model_validate(raw, context=context)
     except ValidationError as exc:
-        problems = tuple(line for error in exc.errors() for line in _describe(error))
+        problems = tuple(line for error in exc.errors() for line in describe_error(error, CampaignConfig))
         raise _config_error(path, problems) from None
     agent_problems = _check_agent_settings(config.agent)
     if agent_problems:
@@ -421,64 +476,9 @@ def _check_agent_settings(section: AgentSection) -> tuple[str, ...]:
     except ImportError:
         return ()
     except ValidationError as exc:
-        return tuple(line for error in exc.errors() for line in _describe(error, prefix=("agent",)))
+        return tuple(
+            line
+            for error in exc.errors()
+            for line in describe_error(error, CampaignConfig, prefix=("agent",))
+        )
     return ()
-
-
-_FIXES = {
-    "literal_error": "use one of the values listed",
-    "string_pattern_mismatch": "use letters, digits, '.', '_' or '-'",
-    "greater_than": "raise the value",
-    "greater_than_equal": "raise the value",
-    "less_than": "lower the value",
-    "less_than_equal": "lower the value",
-}
-
-
-def _describe(error: Any, prefix: tuple[str, ...] = ()) -> list[str]:
-    """One pydantic error as lines ``key.path: message (fix: ...)``."""
-    loc = prefix + tuple(str(part) for part in error["loc"])
-    kind = error["type"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        allowed = _keys_at(loc[:-1])
-        guess = difflib.get_close_matches(loc[-1], allowed, n=1, cutoff=0.6)
-        fix = f"did you mean '{guess[0]}'?" if guess else f"remove it; allowed here: {', '.join(allowed)}"
-        return [f"{'.'.join(loc)}: unknown key '{loc[-1]}' (fix: {fix})"]
-    if "; fix: " in message:  # our own validators say the fix themselves, one problem per line
-        where = f"{'.'.join(loc)}: " if loc else ""
-        described = []
-        for line in message.splitlines():
-            text, _, fix = line.partition("; fix: ")
-            described.append(f"{where}{text} (fix: {fix})" if fix else f"{where}{text}")
-        return described
-    if kind == "missing":
-        if len(loc) == 1:
-            return [f"{loc[0]}: required table is missing (fix: add a [{loc[0]}] table)"]
-        section = ".".join(loc[:-1])
-        return [f"{'.'.join(loc)}: required key is missing (fix: add `{loc[-1]} = ...` under [{section}])"]
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        fix = "give a value of the type named in the message"
-    else:
-        fix = _FIXES.get(kind, "see experiments/demo.toml for a working example")
-    return [f"{'.'.join(loc) or '<file>'}: {message} (fix: {fix})"]
-
-
-def _keys_at(loc: tuple[str, ...]) -> list[str]:
-    """The keys allowed at a location, found by walking the models' field annotations."""
-    model: Any = CampaignConfig
-    for part in loc:
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return []
-        model = _model_in(model.model_fields[part].annotation)
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
-
-
-def _model_in(annotation: Any) -> Any:
-    """The BaseModel inside ``X | None`` (or the annotation itself)."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        models = [a for a in typing.get_args(annotation) if isinstance(a, type) and issubclass(a, BaseModel)]
-        return models[0] if models else None
-    return annotation

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from controller.archive import Archive, Candidate, Operation
 from controller.config import CampaignConfig
+from controller.records import ATTR_DISCREDITS, ATTR_VERIFIES, discredited, with_verified
 from controller.stats import welch_one_sided
 from controller.trial import BASE_SEED, TrialPlan
+from sandbox import RunResult, RunStatus
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,15 @@ class ConfirmBook:
         return archive.incumbent(self.explore)
 
     def after_explore(self, archive: Archive, candidate: Candidate) -> list[TrialPlan]:
-        """Confirm runs to schedule after ``candidate`` was scored: none unless it beat its parent."""
-        if not candidate.eligible or candidate.parent_trial is None or candidate.parent_trial not in archive:
+        """Confirm runs to schedule after ``candidate`` was scored: none unless it beat its parent.
+
+        A candidate held as suspicious is challenged too: its confirm runs carry the full integrity
+        probe, which verifies it (it then competes as any other) or discredits it."""
+        if (
+            not (candidate.eligible or candidate.held)
+            or candidate.parent_trial is None
+            or candidate.parent_trial not in archive
+        ):
             return []
         parent = archive.get(candidate.parent_trial)
         incumbent = self.incumbent(archive)
@@ -106,6 +116,9 @@ class ConfirmBook:
                 if self.scheduled[challenge.challenger.commit] or self.scheduled[challenge.incumbent.commit]:
                     still_open.append(challenge)
                 continue
+            challenger = archive.get(challenge.challenger.trial)
+            if not (challenger.eligible and challenger.verified):
+                continue  # discredited, or not verified by a full probe, while its seeds ran: it cannot win
             test = welch_one_sided(mine.seed_val_losses, theirs.seed_val_losses, self.tier.min_delta_nats)
             if test.passes(self.tier.p_value):
                 winners.append(
@@ -117,3 +130,22 @@ class ConfirmBook:
                 )
         self.open = still_open
         return winners
+
+
+def judge_integrity(
+    archive: Archive, number: int, source: Candidate, record: Candidate | None, result: RunResult
+) -> dict[str, Any]:
+    """A confirm run carries the full integrity probe. Passing it verifies the program (a candidate held
+    as suspicious becomes eligible); failing an integrity check discredits it, and its record on the
+    confirm tier, for good. Updates ``archive``; returns the attributes that record this on the trial."""
+    programs = [c.trial for c in (source, record) if c is not None and c.trial in archive]
+    if result.verified:
+        for trial in programs:
+            archive.add(with_verified(archive.get(trial)))
+        return {ATTR_VERIFIES: source.trial}
+    if result.status is RunStatus.INVALID and result.failed_check is not None:
+        reason = f"trial {number} (a confirm run) failed: {result.reason}"
+        for trial in programs:
+            archive.add(discredited(archive.get(trial), reason))
+        return {ATTR_DISCREDITS: {"trials": programs, "reason": reason}}
+    return {}

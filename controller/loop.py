@@ -25,10 +25,17 @@ from dataclasses import dataclass
 
 from agent.proposal import Outcome
 from controller.archive import Archive, Operation
-from controller.confirm import ConfirmBook
+from controller.confirm import ConfirmBook, judge_integrity
 from controller.planning import Planning
 from controller.prepared import load_prepared, requeued_plan, save_prepared
-from controller.records import ATTR_PROMOTED, ATTR_PROMOTES, rebuild_archive, with_confirmed, with_extra_seed
+from controller.records import (
+    ATTR_DISCREDITS,
+    ATTR_PROMOTED,
+    ATTR_PROMOTES,
+    rebuild_archive,
+    with_confirmed,
+    with_extra_seed,
+)
 from controller.requests import request_attrs
 from controller.slots import SlotGate
 from controller.study import TrialHandle
@@ -39,6 +46,7 @@ from controller.trial import (
     confirm_attrs,
     knob_overrides,
     note_extra_seed,
+    plausibility_for,
     prepare_program,
     program_knobs,
     record_candidate,
@@ -275,7 +283,9 @@ class Controller(Planning):
                 self.say(f"{headline} · preflight failed ({report.stage}): {report.reason[:160]}")
                 return
         self.say(headline)
-        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, self.interrupt)
+        with self.lock:
+            plausibility = plausibility_for(self.config, self.archive, plan)
+        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, self.interrupt, plausibility)
         free_slot()  # the GPUs are done: the next trial starts while this one is recorded
         self._record(plan, handle, result, changed)
 
@@ -314,6 +324,11 @@ class Controller(Planning):
         self.confirms.ran(source)
         record = self.confirms.record_for(self.archive, source)
         attrs = confirm_attrs(record, plan.seed)
+        verdict = judge_integrity(self.archive, handle.number, source, record, result)
+        attrs.update(verdict)
+        if ATTR_DISCREDITS in verdict:
+            self.say(f"trial {handle.number}: trial {source.trial} is discredited: {result.reason[:200]}")
+        record = self.confirms.record_for(self.archive, source)
         if result.status is RunStatus.OK and result.val_bpb is not None and result.val_loss is not None:
             if record is None:  # the program's first run on the confirm tier: a record of its own
                 record = record_candidate(ws, plan, handle, result, {})

@@ -157,6 +157,7 @@ class Planning:
                 docker_image=self.config.sandbox.image,
                 timeout_seconds=smoke.train_seconds + smoke.eval_seconds + smoke.startup_grace_seconds,
                 out_dir=Path(tmp) / "out",
+                eval_seq_len=smoke.harness_eval_seq_len(),
             )
 
     def _record_give_up(

@@ -8,6 +8,7 @@ RunResults as notes. Rebuilding the archive reads only the study, so it is one q
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,6 +21,8 @@ ATTR_CANDIDATE = "candidate"
 ATTR_CONFIRM_OF = "confirm_of"
 ATTR_PROMOTED = "promoted"  # the seed program's own trial: it is the first parent of record
 ATTR_PROMOTES = "promotes"  # on a confirm trial whose Welch test made this trial a parent of record
+ATTR_VERIFIES = "verifies"  # on a confirm trial that passed the full integrity probe for this trial
+ATTR_DISCREDITS = "discredits"  # on a confirm trial that failed an integrity check: {trials, reason}
 
 
 def candidate_attrs(candidate: Candidate) -> dict[str, Any]:
@@ -39,6 +42,8 @@ def candidate_attrs(candidate: Candidate) -> dict[str, Any]:
         "hypothesis": candidate.hypothesis,
         "operation": str(candidate.operation),
         "suspicious": candidate.suspicious,
+        "verified": candidate.verified,
+        "discredited": candidate.discredited,
         "knob_values": dict(candidate.knob_values),
     }
 
@@ -60,6 +65,8 @@ def candidate_from_attrs(attrs: Mapping[str, Any], *, confirmed: bool = False) -
         operation=Operation(attrs.get("operation", Operation.MUTATE)),
         confirmed=confirmed,
         suspicious=str(attrs.get("suspicious", "")),
+        verified=bool(attrs.get("verified", False)),
+        discredited=bool(attrs.get("discredited", False)),
         knob_values=dict(attrs.get("knob_values", {})),
     )
 
@@ -92,28 +99,34 @@ def candidate_from_result(
         hypothesis=hypothesis,
         operation=operation,
         suspicious=result.suspicious,
+        verified=result.verified,
         knob_values={k: str(v) for k, v in knob_values.items()},
     )
 
 
 def with_extra_seed(candidate: Candidate, bpb: float, val_loss: float) -> Candidate:
     """``candidate`` with one more seed's result (a confirm run of the same program and tier)."""
-    return Candidate(
-        **{
-            **_fields(candidate),
-            "val_bpb": None,
-            "seed_bpbs": (*candidate.seed_bpbs, bpb),
-            "seed_val_losses": (*candidate.seed_val_losses, val_loss),
-        }
+    return dataclasses.replace(
+        candidate,
+        val_bpb=None,
+        seed_bpbs=(*candidate.seed_bpbs, bpb),
+        seed_val_losses=(*candidate.seed_val_losses, val_loss),
     )
 
 
 def with_confirmed(candidate: Candidate) -> Candidate:
-    return Candidate(**{**_fields(candidate), "confirmed": True})
+    return dataclasses.replace(candidate, confirmed=True)
 
 
-def _fields(candidate: Candidate) -> dict[str, Any]:
-    return {name: getattr(candidate, name) for name in Candidate.__dataclass_fields__}
+def with_verified(candidate: Candidate) -> Candidate:
+    """``candidate`` once a run of its program passed the full integrity probe."""
+    return dataclasses.replace(candidate, verified=True)
+
+
+def discredited(candidate: Candidate, reason: str) -> Candidate:
+    """``candidate`` once a later run of its program failed an integrity check: out of the parent pool
+    for good, and no longer a parent of record."""
+    return dataclasses.replace(candidate, suspicious=reason, discredited=True, confirmed=False)
 
 
 def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
@@ -131,6 +144,17 @@ def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
         elif ATTR_CANDIDATE in attrs:
             confirmed = bool(attrs.get(ATTR_PROMOTED))
             archive.add(candidate_from_attrs(attrs[ATTR_CANDIDATE], confirmed=confirmed))
+        verifies = attrs.get(ATTR_VERIFIES)
+        if verifies is not None and verifies in archive:
+            archive.add(with_verified(archive.get(verifies)))
+            record = attrs.get(ATTR_CONFIRM_OF)
+            if record is not None and record in archive:
+                archive.add(with_verified(archive.get(record)))
+        discredit = attrs.get(ATTR_DISCREDITS)
+        if isinstance(discredit, dict):
+            for trial in discredit.get("trials", []):
+                if trial in archive:
+                    archive.add(discredited(archive.get(trial), str(discredit.get("reason", ""))))
         promotes = attrs.get(ATTR_PROMOTES)
         if promotes is not None and promotes in archive:
             archive.add(with_confirmed(archive.get(promotes)))

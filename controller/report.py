@@ -266,7 +266,7 @@ def leaderboard_table(rows: list[LeaderboardRow]) -> str:
     head = (
         "<tr><th>#</th><th>trial</th><th>val_bpb</th><th>± std</th><th>seeds</th><th>Δ parent</th>"
         "<th>Δ seed</th><th>bytes</th><th>headroom</th><th>train s</th><th>eval s</th>"
-        "<th>confirmed</th><th class='text'>hypothesis</th></tr>"
+        "<th>verified</th><th>confirmed</th><th class='text'>hypothesis</th></tr>"
     )
     body = []
     for r in rows:
@@ -275,7 +275,8 @@ def leaderboard_table(rows: list[LeaderboardRow]) -> str:
             f"<td>{_num(r.val_bpb_std, '.4f')}</td><td>{r.seeds}</td><td>{_num(r.delta_parent_bpb, '+.4f')}</td>"
             f"<td>{_num(r.delta_seed_bpb, '+.4f')}</td><td>{_num(r.artifact_bytes, ',')}</td>"
             f"<td>{_num(r.headroom_bytes, ',')}</td><td>{_num(r.train_seconds, '.1f')}</td>"
-            f"<td>{_num(r.eval_seconds, '.1f')}</td><td>{'yes' if r.confirmed else ''}</td>"
+            f"<td>{_num(r.eval_seconds, '.1f')}</td><td>{'yes' if r.verified else ''}</td>"
+            f"<td>{'yes' if r.confirmed else ''}</td>"
             f"<td class='text'>{_esc(r.hypothesis[:120])}</td></tr>"
         )
     return f"<table>{head}{''.join(body)}</table>"

@@ -78,13 +78,7 @@ class Campaign:
 
     def root_of(self, candidate: Candidate) -> Candidate:
         """The seed program this candidate descends from (the campaign may have several roots)."""
-        seen = {candidate.trial}
-        while candidate.parent_trial is not None and candidate.parent_trial in self.archive:
-            candidate = self.archive.get(candidate.parent_trial)
-            if candidate.trial in seen:
-                break
-            seen.add(candidate.trial)
-        return candidate
+        return self.archive.root_of(candidate)
 
     def lineage(self, candidate: Candidate) -> list[Candidate]:
         """From the root down to ``candidate``."""
@@ -133,6 +127,7 @@ class LeaderboardRow(BaseModel):
     train_seconds: float | None
     eval_seconds: float | None
     confirmed: bool
+    verified: bool  # passed the full integrity probe
     eligible: bool
     suspicious: str
     hypothesis: str
@@ -182,6 +177,7 @@ def leaderboard_row(campaign: Campaign, c: Candidate, rank: int) -> LeaderboardR
         train_seconds=c.train_seconds,
         eval_seconds=result.get("eval_seconds"),
         confirmed=c.confirmed,
+        verified=c.verified,
         eligible=c.eligible,
         suspicious=c.suspicious,
         hypothesis=c.hypothesis,
@@ -330,7 +326,10 @@ class TrialDetail(BaseModel):
     train_seconds: float | None
     eval_seconds: float | None
     confirmed: bool
+    verified: bool
     suspicious: str
+    failed_check: str | None  # the integrity check that failed it, if one did
+    integrity: list[str]  # one line per integrity probe it passed
     knob_values: dict[str, str]
     cost_usd: float | None
     diff: str  # against the parent (empty for a root)
@@ -346,6 +345,7 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
     parent_commit = attrs.get("parent_commit")
     lineage = campaign.lineage(candidate) if candidate else []
     result = campaign.note(candidate).get("result", {}) if candidate else {}
+    run_result = result if attrs.get("operation") != "confirm" and result else _run_result(campaign, number)
     if candidate is not None and candidate.parent_trial is not None and parent_commit:
         diff = campaign.store.diff(parent_commit, candidate.commit)
     else:
@@ -371,12 +371,34 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
         train_seconds=candidate.train_seconds if candidate else None,
         eval_seconds=result.get("eval_seconds"),
         confirmed=candidate.confirmed if candidate else False,
+        verified=candidate.verified if candidate else False,
         suspicious=candidate.suspicious if candidate else "",
+        failed_check=str(run_result.get("failed_check") or "") or None,
+        integrity=[probe_summary(probe) for probe in run_result.get("probes", [])],
         knob_values={k: str(v) for k, v in (attrs.get("knob_values") or {}).items()},
         cost_usd=attrs.get("cost_usd"),
         diff=diff,
         log_tail=log_tail(campaign.run_dir, number, log_lines),
     )
+
+
+def probe_summary(probe: dict[str, Any]) -> str:
+    """One line for an integrity probe of a result's note (``RunResult.probes``)."""
+    return (
+        f"{probe.get('probe')} probe: cut at {probe.get('cut', 0):,}, {probe.get('compared', 0):,} NLL values "
+        f"compared, {probe.get('changed', 0):,} changed (largest {probe.get('max_abs_change', 0.0):.3g} nats), "
+        f"{probe.get('rows_checked', 0)} rows checked, {probe.get('probe_seconds', 0.0):.1f} s"
+    )
+
+
+def _run_result(campaign: Campaign, number: int) -> dict[str, Any]:
+    """The RunResult a trial's run wrote (a confirm run's or a failed run's has no note of its own)."""
+    path = campaign.run_dir / "trials" / str(number) / "run" / "result.json"
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return result if isinstance(result, dict) else {}
 
 
 def _unrecorded_diff(campaign: Campaign, number: int, parent_commit: str | None) -> str:
@@ -407,6 +429,8 @@ def log_tail(run_dir: Path, number: int, lines: int = LOG_TAIL_LINES) -> str:
         trial_dir / "run" / "run.log",
         trial_dir / "run" / "train.log",
         trial_dir / "run" / "eval.log",
+        trial_dir / "run" / "probe-prefix.log",
+        trial_dir / "run" / "probe-full.log",
     ):
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.proposal import Proposal
-from controller.archive import Candidate, Operation
-from controller.config import TierConfig
+from controller.archive import Archive, Candidate, Operation
+from controller.config import CampaignConfig, TierConfig
 from controller.records import (
     ATTR_CANDIDATE,
     ATTR_CONFIRM_OF,
@@ -35,6 +35,7 @@ from controller.workspace import Workspace
 from sandbox import RunResult, RunSpec, RunStatus
 from sandbox import run as sandbox_run
 from sandbox.knobs import Knob, KnobValue, parse_knob_table, rewrite_knob_defaults
+from sandbox.spec import Plausibility
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,23 @@ def program_knobs(source: str, entry: str, *, allow_missing: bool = False) -> li
 
 
 def knob_overrides(tier: TierConfig, tier_name: str, knobs: list[Knob]) -> dict[str, str]:
-    """The tier's fixed settings as environment strings (ConfigError when they do not fit the program)."""
-    return tier.knob_env(knobs, tier_name)
+    """The tier's fixed settings as environment strings (ConfigError when they do not fit the program).
+
+    EVAL_SEQ_LEN is the harness's (the sandbox sets it for every eval), so a program's EVAL_SEQ_LEN knob
+    is fixed to it here too: Optuna must not search a setting the harness overrides."""
+    env = tier.knob_env(knobs, tier_name)
+    if any(k.name == "EVAL_SEQ_LEN" for k in knobs):
+        env.setdefault("EVAL_SEQ_LEN", str(tier.harness_eval_seq_len()))
+    return env
+
+
+def plausibility_for(config: CampaignConfig, archive: Archive, plan: TrialPlan) -> Plausibility:
+    """The harness's own numbers a plan's result is judged against: its parent's and its lineage's seed
+    program's BPB on the same tier (sandbox.checks.implausibility)."""
+    parent = plan.parent
+    parent_bpb = parent.val_bpb if parent is not None and parent.tier == plan.tier_name else None
+    seed_bpb = archive.seed_bpb(parent, plan.tier_name) if parent is not None else None
+    return config.plausibility.for_run(parent_bpb, seed_bpb)
 
 
 def prepare_program(
@@ -146,9 +162,11 @@ def run_plan(
     program_dir: Path,
     gpus: tuple[int, ...],
     interrupt: threading.Event,
+    plausibility: Plausibility,
 ) -> RunResult:
     """Run the program :func:`prepare_program` wrote in the sandbox; report training loss to the
-    study as it goes."""
+    study as it goes. Seed and confirm runs get the full integrity probe: they are what makes a
+    parent of record."""
     pruned: list[str] = []  # why the pruner stopped the run, once it has
 
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
@@ -165,9 +183,7 @@ def run_plan(
     run_dir = ws.trial_dir(handle.number) / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    reference = (
-        plan.parent.val_bpb if plan.parent is not None and plan.parent.tier == plan.tier_name else None
-    )
+    full_probe = plan.operation in (Operation.SEED, Operation.CONFIRM)
     spec = RunSpec(
         program_dir=program_dir,
         entry=ws.entry,
@@ -181,7 +197,9 @@ def run_plan(
         backend=ws.config.sandbox.backend,
         docker_image=ws.config.sandbox.image,
         label=f"{ws.config.campaign.name}/trial-{handle.number}",
-        reference_bpb=reference,
+        eval_seq_len=tier.harness_eval_seq_len(),
+        integrity=tier.integrity_settings(full=full_probe),
+        plausibility=plausibility,
     )
     result = sandbox_run(spec, on_event)
     # The sandbox only knows that its caller asked it to stop; say who asked and why.

@@ -25,9 +25,10 @@ from agent.proposer_base import Proposer
 from agent.proposers import KnobsProposer, LLMProposer, ReplayProposer
 from controller.archive import Operation
 from controller.config import CampaignConfig
-from controller.errors import ControllerError
+from controller.errors import ConfigError, ControllerError
 from controller.gitstore import GitStore
 from controller.study import CampaignStudy
+from sandbox import BwrapProbe, probe_bwrap
 from sandbox.spec import DataPaths
 
 
@@ -122,12 +123,45 @@ def build_proposers(
     return {Operation.MUTATE: code, Operation.HYPOTHESIS: code, Operation.TUNE: knobs}
 
 
-def open_workspace(config: CampaignConfig, *, lock: bool = True, progress: bool = True) -> Workspace:
-    """Open (creating on first use) the campaign's folder, git store and study.
+def require_trusted_sandbox(config: CampaignConfig, bwrap: BwrapProbe | None = None) -> None:
+    """Refuse a campaign that would run LLM-written programs in an unconfined local sandbox.
 
-    Raises :class:`ControllerError` when another controller holds the campaign, or a family member
-    (GitStoreError, StudyError) when the store or the study cannot be opened.
+    Unconfined (no working bubblewrap, ``sandbox.local``), a program can read the harness's files and
+    write the data and the folders later runs are scored from; a replayed or knob-only campaign runs
+    code a person wrote, and passes. ``bwrap`` is the probe of this machine (None: probe it now).
+    Raises :class:`ConfigError` naming the fixes.
     """
+    section = config.sandbox
+    if section.backend != "local" or config.agent.proposer != "llm" or section.allow_unconfined_local:
+        return
+    found = bwrap if bwrap is not None else probe_bwrap()
+    if found.bwrap is not None:
+        return
+    problem = (
+        'sandbox.backend: "local" cannot confine programs on this machine, and [agent] proposer = '
+        f'"llm" runs code an LLM wrote ({found.problem}); fix: install bubblewrap '
+        '(apt-get install bubblewrap), or set backend = "docker", or accept the risk with '
+        "[sandbox] allow_unconfined_local = true"
+    )
+    raise ConfigError(
+        f"refusing to start campaign {config.campaign.name}:\n  {problem}",
+        problems=(problem,),
+        hint='apt-get install bubblewrap; or [sandbox] backend = "docker"; '
+        "or [sandbox] allow_unconfined_local = true",
+    )
+
+
+def open_workspace(
+    config: CampaignConfig, *, lock: bool = True, progress: bool = True, bwrap: BwrapProbe | None = None
+) -> Workspace:
+    """Open (creating on first use) the campaign's folder, git store and study, to run it.
+
+    Raises :class:`ConfigError` when the campaign may not run here (:func:`require_trusted_sandbox`,
+    given ``bwrap`` or probing this machine), :class:`ControllerError` when another controller holds
+    the campaign, or a family member (GitStoreError, StudyError) when the store or the study cannot be
+    opened.
+    """
+    require_trusted_sandbox(config, bwrap)
     run_dir = config.run_dir.resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
     held = _take_lock(run_dir) if lock else None

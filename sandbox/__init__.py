@@ -2,10 +2,12 @@
 
 Public surface: :func:`run` (one candidate to a :class:`RunResult`), :func:`preflight` (seconds-long
 checks before any GPU time), :class:`GpuPool` (GPU indices for concurrent runs), the spec types, and
-:func:`get_backend`. Importing this package never imports torch or a backend implementation.
+:func:`get_backend`, and :func:`probe_bwrap` (whether the local backend can confine programs here).
+Importing this package never imports torch or a backend implementation.
 """
 
 from sandbox.backends import get_backend
+from sandbox.confinement import BwrapProbe, Isolation, probe_bwrap
 from sandbox.errors import HarnessError, SandboxUnavailable
 from sandbox.gpu_pool import GpuPool, Lease
 from sandbox.preflight import PreflightReport, PreflightStage, preflight
@@ -26,10 +28,12 @@ from sandbox.spec import (
 __all__ = [
     "ARTIFACT_LIMIT_BYTES",
     "ArtifactBytes",
+    "BwrapProbe",
     "CurvePoint",
     "DataPaths",
     "GpuPool",
     "HarnessError",
+    "Isolation",
     "Lease",
     "Limits",
     "Phase",
@@ -42,5 +46,6 @@ __all__ = [
     "SandboxUnavailable",
     "get_backend",
     "preflight",
+    "probe_bwrap",
     "run",
 ]

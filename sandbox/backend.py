@@ -1,8 +1,9 @@
 """The interface every sandbox backend implements: run one phase of one program, kill it on demand.
 
 The runner (``sandbox.runner``) builds a :class:`PhaseInvocation` per phase with host paths and hands
-it to a backend; the backend decides how those paths appear to the program (the local backend uses
-them as they are, Docker mounts them) and sets the contract's environment variables accordingly.
+it to a backend; the backend decides how those paths appear to the program (Docker and the confined
+local backend show them in the /golf view of ``sandbox.view``, the unconfined local backend uses them
+as they are) and sets the contract's environment variables accordingly.
 Backends never score anything: they report how the process ended.
 """
 
@@ -32,6 +33,9 @@ class PhaseInvocation:
     nproc: int = 1
     gpus: tuple[int, ...] = ()
     check_positions_path: Path | None = None  # eval/all only
+    # The harness's eval sequence length (eval/all only): it fixes which targets the NLL file must
+    # cover, so the backend sets EVAL_SEQ_LEN to it after the knobs; the program cannot claim another.
+    eval_seq_len: int | None = None
     label: str = ""
     extra: dict[str, str] = field(default_factory=dict)  # backend settings (e.g. docker image)
 

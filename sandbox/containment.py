@@ -3,8 +3,10 @@
 Three mechanisms, probed once per backend and used together where the machine allows them:
 
 1. A PID namespace (``unshare --pid --fork --kill-child``, with ``--user --map-root-user`` when not
-   root). Its init is ``sandbox/init_shim.py``; when the init dies the kernel kills everything in the
-   namespace, so setsid-detached children cannot outlive the run. See pid_namespaces(7).
+   root, and ``--mount --mount-proc`` where allowed, so that an unconfined program gets a /proc of its
+   own namespace too). Its init is ``sandbox/init_shim.py``; when the init dies the kernel kills
+   everything in the namespace, so setsid-detached children cannot outlive the run. See
+   pid_namespaces(7).
 2. A cgroup (v2, or v1 ``pids`` and ``memory`` hierarchies) per run: ``pids.max`` bounds a fork bomb
    even for root (RLIMIT_NPROC is not enforced for root), ``memory.max`` bounds resident memory
    (unlike RLIMIT_AS it does not break CUDA's large virtual mappings), and its OOM-kill counter tells
@@ -12,6 +14,9 @@ Three mechanisms, probed once per backend and used together where the machine al
 3. Always: a marker variable in the environment of the run's first process, inherited by everything
    it starts; a scan of /proc finds and kills what is left. A program that wipes its environment
    escapes this scan, which is why 1 and 2 come first.
+
+Confinement (what the program can see and write: ``sandbox.confinement``) is probed with them and
+recorded here, so that :meth:`Containment.describe` names everything a phase ran under.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ import subprocess
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sandbox.confinement import Bwrap, Isolation, probe_bwrap
 
 log = logging.getLogger(__name__)
 
@@ -227,18 +234,26 @@ def probe_cgroups() -> CgroupPlan | None:
 
 
 def probe_pid_namespace(timeout_seconds: float = 10.0) -> tuple[str, ...] | None:
-    """The ``unshare`` prefix that puts a command in a new PID namespace here, or None."""
+    """The ``unshare`` prefix that puts a command in a new PID namespace here, or None.
+
+    Prefixes that also mount a /proc of the new namespace are preferred: without one, an unconfined
+    program reads the host's /proc, and with it every process's environment its user may read.
+    """
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
-    prefixes = [(unshare, "--pid", "--fork", "--kill-child")]
+    pid_ns = (unshare, "--pid", "--fork", "--kill-child")
     # Without root, a user namespace (mapping us to root inside) grants the right to make the PID one.
     user_ns = (unshare, "--user", "--map-root-user", "--pid", "--fork", "--kill-child")
-    prefixes = prefixes + [user_ns] if os.geteuid() == 0 else [user_ns]
+    bases = [pid_ns, user_ns] if os.geteuid() == 0 else [user_ns]
+    own_proc = ("--mount", "--mount-proc")
+    prefixes = [prefix for base in bases for prefix in ((*base, *own_proc), base)]
+    # ``read`` is a shell builtin, so /proc/self is the shell itself: pid 1 only in a /proc of its own.
+    script = "echo $$; read pid rest < /proc/self/stat; echo $pid"
     for prefix in prefixes:
         try:
             result = subprocess.run(
-                [*prefix, "sh", "-c", "echo $$"],
+                [*prefix, "sh", "-c", script],
                 capture_output=True,
                 timeout=timeout_seconds,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
@@ -246,7 +261,9 @@ def probe_pid_namespace(timeout_seconds: float = 10.0) -> tuple[str, ...] | None
         except (OSError, subprocess.TimeoutExpired) as exc:
             log.info("%s failed: %s", " ".join(prefix), exc)
             continue
-        if result.returncode == 0 and result.stdout.strip() == b"1":
+        lines = result.stdout.split()
+        wanted = [b"1", b"1"] if "--mount-proc" in prefix else [b"1"]
+        if result.returncode == 0 and lines[: len(wanted)] == wanted:
             return prefix
         log.info("%s not usable: %s", " ".join(prefix), result.stderr.decode(errors="replace").strip())
     return None
@@ -261,7 +278,18 @@ class Containment:
 
     unshare_prefix: tuple[str, ...] | None
     cgroups: CgroupPlan | None
+    bwrap: Bwrap | None = None  # confinement (sandbox.confinement); None: the program is unconfined
+    unconfined_because: str = ""  # why bwrap is not used, when it is not
     is_root: bool = field(default_factory=lambda: os.geteuid() == 0)
+
+    @property
+    def isolation(self) -> Isolation:
+        return Isolation.CONFINED if self.bwrap is not None else Isolation.UNCONFINED
+
+    @property
+    def own_proc(self) -> bool:
+        """Whether the program sees a /proc of its own PID namespace, not the host's."""
+        return self.bwrap is not None or "--mount-proc" in (self.unshare_prefix or ())
 
     @property
     def bounds_processes(self) -> bool:
@@ -269,7 +297,13 @@ class Containment:
         return self.cgroups is not None or not self.is_root
 
     def describe(self) -> str:
-        parts = []
+        if self.bwrap is not None:
+            parts = ["confined(bwrap)"]
+        else:
+            # Said first and in capitals: an unconfined phase may read and write whatever its user can.
+            proc = "own /proc" if self.own_proc else "host /proc"
+            why = f"; {self.unconfined_because}" if self.unconfined_because else ""
+            parts = [f"UNCONFINED({proc}{why})"]
         if self.unshare_prefix is not None:
             user = "+user" if "--user" in self.unshare_prefix else ""
             parts.append(f"pid-namespace{user}")
@@ -281,7 +315,13 @@ class Containment:
 
 
 def probe_containment() -> Containment:
-    found = Containment(unshare_prefix=probe_pid_namespace(), cgroups=probe_cgroups())
+    bwrap = probe_bwrap()
+    found = Containment(
+        unshare_prefix=probe_pid_namespace(),
+        cgroups=probe_cgroups(),
+        bwrap=bwrap.bwrap,
+        unconfined_because=bwrap.problem,
+    )
     log.info("local sandbox containment: %s", found.describe())
     return found
 

@@ -38,11 +38,11 @@ from sandbox.docker_config import (
     controller_alive,
     controller_labels,
     grant_access,
-    mount_plan,
 )
 from sandbox.errors import SandboxUnavailable
 from sandbox.images import missing_image_hint, require_image
 from sandbox.logcap import CappedLog
+from sandbox.view import mount_plan
 
 log = logging.getLogger(__name__)
 

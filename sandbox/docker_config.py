@@ -2,14 +2,15 @@
 
 :func:`container_config` turns a :class:`PhaseInvocation` into the keyword arguments of
 ``client.containers.create``; ``sandbox.docker_backend`` runs them. Kept apart so that every isolation
-setting can be unit-tested without a Docker engine.
+setting can be unit-tested without a Docker engine. The /golf layout itself (what is mounted where, and
+the contract's environment variables) is shared with the confined local backend: ``sandbox.view``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from docker.types import DeviceRequest, LogConfig, Mount, Ulimit
@@ -18,7 +19,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from sandbox.backend import PhaseInvocation
 from sandbox.containment import read_stat_fields
 from sandbox.errors import HarnessError
-from sandbox.spec import Phase
+from sandbox.view import (
+    HOME_DIR,
+    PROGRAM_DIR,
+    WORK_DIR,
+    Bind,
+    ProgramPaths,
+    mount_plan,
+    program_environment,
+)
 
 LABEL_RUN = "autogolf.run"
 LABEL_NAME = "autogolf.label"
@@ -28,15 +37,6 @@ LABEL_CONTROLLER_PID = "autogolf.controller_pid"
 LABEL_CONTROLLER_START = "autogolf.controller_start"
 LABEL_CONTROLLER_HOST = "autogolf.controller_host"
 
-GOLF = PurePosixPath("/golf")
-PROGRAM_DIR = GOLF / "program"
-DATA_DIR = GOLF / "data"
-TOKENIZER_DIR = GOLF / "tokenizer"
-ARTIFACT_DIR = GOLF / "artifact"
-OUT_DIR = GOLF / "out"
-WORK_DIR = GOLF / "work"  # tmpfs, the program's working directory
-HOME_DIR = GOLF / "home"  # tmpfs, HOME: Triton's and Inductor's compile caches land here
-CHECK_POSITIONS = GOLF / "check_positions.i64"
 NOBODY = "65534:65534"
 
 
@@ -69,41 +69,6 @@ def container_user(settings: DockerSettings) -> tuple[int, int]:
     return uid, gid
 
 
-def mount_plan(inv: PhaseInvocation) -> list[tuple[Path, PurePosixPath, bool]]:
-    """(host path, container path, read_only) for every bind mount of one phase."""
-    entry = PurePosixPath(inv.entry)
-    if entry.is_absolute() or ".." in entry.parts:
-        raise HarnessError(
-            f"entry {inv.entry!r} must be a path inside program_dir", hint="use e.g. train_gpt.py"
-        )
-    artifact_read_only = inv.phase is Phase.EVAL
-    plan = [
-        (inv.program_dir, PROGRAM_DIR, True),
-        (inv.tokenizer_path, TOKENIZER_DIR / inv.tokenizer_path.name, True),
-        (inv.artifact_dir, ARTIFACT_DIR, artifact_read_only),
-        (inv.out_dir, OUT_DIR, False),
-    ]
-    seen: dict[str, Path] = {}
-    for path in inv.data_files:
-        if path.name in seen:
-            raise HarnessError(
-                f"data files {seen[path.name]} and {path} share the name {path.name!r}",
-                hint="give each shard of a phase a distinct file name",
-            )
-        seen[path.name] = path
-        plan.append((path, DATA_DIR / path.name, True))
-    if inv.check_positions_path is not None:
-        plan.append((inv.check_positions_path, CHECK_POSITIONS, True))
-    # Anything that lives inside the writable output folder is mounted a second time over its place
-    # there, with its own mode: otherwise an eval phase could rewrite its artifact through /golf/out.
-    out = inv.out_dir.resolve()
-    for source, _, read_only in list(plan):
-        resolved = source.resolve()
-        if resolved != out and resolved.is_relative_to(out):
-            plan.append((source, OUT_DIR / resolved.relative_to(out).as_posix(), read_only))
-    return plan
-
-
 def program_command(inv: PhaseInvocation, settings: DockerSettings) -> list[str]:
     script = str(PROGRAM_DIR / inv.entry)
     if inv.nproc == 1:
@@ -121,24 +86,14 @@ def program_command(inv: PhaseInvocation, settings: DockerSettings) -> list[str]
 
 def contract_env(inv: PhaseInvocation) -> dict[str, str]:
     """The program's environment: its knob values, then the run contract's variables (which win)."""
-    env = dict(inv.knob_env)
-    env.update(
-        GOLF_PHASE=inv.phase.value,
-        GOLF_OUT=str(OUT_DIR),
-        GOLF_ARTIFACT_DIR=str(ARTIFACT_DIR),
-        DATA_PATH=str(DATA_DIR),
-        TOKENIZER_PATH=str(TOKENIZER_DIR / inv.tokenizer_path.name),
-        HOME=str(HOME_DIR),
+    fixed = {
+        "HOME": str(HOME_DIR),
         # getpass.getuser() (used by Inductor for its cache path) fails for a uid with no passwd entry.
-        USER="golf",
-        PYTHONUNBUFFERED="1",
-        PYTHONDONTWRITEBYTECODE="1",  # the program folder is read-only
-    )
-    if inv.check_positions_path is not None:
-        env["GOLF_CHECK_POSITIONS"] = str(CHECK_POSITIONS)
-    else:
-        env.pop("GOLF_CHECK_POSITIONS", None)
-    return env
+        "USER": "golf",
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",  # the program folder is read-only
+    }
+    return program_environment(inv, ProgramPaths.in_view(inv), defaults={}, fixed=fixed)
 
 
 def container_config(
@@ -212,7 +167,7 @@ def controller_alive(pid: int, start_ticks: str | None) -> bool:
 # -------------------------------------------------------------------------------------- host paths
 
 
-def grant_access(plan: list[tuple[Path, PurePosixPath, bool]], uid: int, gid: int) -> None:
+def grant_access(plan: list[Bind], uid: int, gid: int) -> None:
     """Make the mounted host paths usable by the container's user (only needed, and only done, as root).
 
     Writable folders are handed to that user; read-only sources get read (and folder search)

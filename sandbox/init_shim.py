@@ -8,6 +8,10 @@ included), and a child subreaper otherwise (orphans are re-parented to it, so it
 It applies the resource limits to the program only, forwards SIGTERM/SIGINT to everything in the run,
 and writes how the program ended to ``--status-file`` as JSON: ``{"exit_code": int|null, "signal":
 int|null}``. Its own exit code is 125 when it could not start the program at all.
+
+It always runs on the host, outside any confinement: where the local backend confines the program
+(``sandbox.confinement``), the shim's child is bwrap, which the program cannot see, so the status file
+is out of the program's reach. bwrap then reports the program's death by signal n as exit code 128+n.
 """
 
 from __future__ import annotations

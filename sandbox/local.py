@@ -1,14 +1,26 @@
-"""The ``local`` backend: runs a phase as a contained subprocess on this machine.
+"""The ``local`` backend: runs a phase as a contained subprocess on this machine, confined where it can.
 
-NOT A SECURITY BOUNDARY. This backend does not isolate the network or the filesystem: the program runs
-as the harness's own user, can open any path that user can (including the original data shards behind
-the per-phase data directory, and the harness's code), and can reach the network. It is for trusted
-code and development; run untrusted candidates with the ``docker`` backend.
+Two modes, chosen by probing once (``LocalBackend.isolation``, named in every phase's notes):
 
-What it does provide:
-- a fresh temporary directory per phase (working directory, HOME, TMPDIR) removed afterwards, and a
-  per-phase data directory that lists only the shards and tokenizer the phase may read (the contract's
-  ``DATA_PATH``), so an honest program cannot read validation data while training by accident;
+``confined`` (bubblewrap works here; the default): a boundary for untrusted code. The program runs in
+its own PID namespace with its own /proc (no harness process, no harness environment), without network
+(loopback only), in new IPC/UTS/cgroup namespaces, with every capability dropped, over a read-only
+view of the system and Python directories only (not the repository, not any runs folder, not the home
+directory) and the same /golf layout the Docker backend shows (``sandbox.view``): program, shards,
+tokenizer and check positions read-only, each shard its own bind (no links to write through), the
+artifact writable only outside eval, and private /golf/work, /golf/home, /tmp and /dev/shm that are
+gone after the phase, so nothing can be stashed for a later phase outside the counted artifact. What
+it does not do: limit GPU access to the phase's GPUs beyond CUDA_VISIBLE_DEVICES (every NVIDIA node
+is shown to a GPU phase), or hide the machine's hardware under /sys (GPU phases only).
+
+``unconfined`` (no working bwrap): NOT A SECURITY BOUNDARY; for trusted code and development. The
+program runs as the harness's user and can open any path that user can (the original data behind the
+per-phase data folder, which are hard links to it; the harness's code; other phases' folders) and can
+reach the network. Where ``unshare --mount --mount-proc`` works it gets a /proc of its own, so it
+cannot read other processes' environments. A campaign with an LLM proposer refuses to use it unless
+told to (``[sandbox] allow_unconfined_local``).
+
+In both modes:
 - a scrubbed environment: the contract's variables, the knobs and a minimal base, nothing inherited
   (no API keys);
 - resource limits on the program (address space, processes, open files, file size, no core dumps);
@@ -23,11 +35,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,8 +45,8 @@ import uuid
 from pathlib import Path
 
 from sandbox.backend import Backend, PhaseInvocation, PhaseOutcome
+from sandbox.confinement import Isolation, read_bwrap_status
 from sandbox.containment import (
-    MARKER_VARIABLE,
     Containment,
     RunCgroup,
     children_of,
@@ -48,22 +58,21 @@ from sandbox.containment import (
     terminate_signal_name,
 )
 from sandbox.errors import SandboxUnavailable
+from sandbox.local_launch import INIT_SHIM, Launch, prepare_launch
 from sandbox.logcap import CappedLog, drain_pipe
 from sandbox.spec import Limits, Phase
 
 log = logging.getLogger(__name__)
 
-INIT_SHIM = Path(__file__).with_name("init_shim.py")
 POLL_SECONDS = 0.1
 # Strings in the last part of a log that mean the program ran out of memory: Python's own
 # MemoryError, and PyTorch's CUDA allocator error (torch.OutOfMemoryError, "CUDA out of memory").
 OOM_LOG_SIGNS = (b"MemoryError", b"OutOfMemoryError", b"CUDA out of memory")
 OOM_LOG_TAIL_BYTES = 8192
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
 class LocalBackend(Backend):
-    """Runs phases as local subprocesses; see the module docstring for what it does and does not isolate."""
+    """Runs phases as local subprocesses; see the module docstring for what each mode isolates."""
 
     name = "local"
 
@@ -74,13 +83,22 @@ class LocalBackend(Backend):
         passthrough_env: tuple[str, ...] = (),
         term_grace_seconds: float = 3.0,
     ) -> None:
-        """``passthrough_env`` names host variables to hand on (e.g. ``LD_LIBRARY_PATH`` on a GPU host)."""
+        """``passthrough_env`` names host variables to hand on (e.g. ``LD_LIBRARY_PATH`` on a GPU host).
+
+        ``containment`` defaults to what :func:`probe_containment` finds: confined (bwrap) wherever
+        bwrap works here.
+        """
         if not INIT_SHIM.is_file():
             raise SandboxUnavailable(f"{INIT_SHIM} is missing", hint="reinstall autogolf")
         self.containment = containment if containment is not None else probe_containment()
         self.temp_root = temp_root
         self.passthrough_env = passthrough_env
         self.term_grace_seconds = term_grace_seconds
+
+    @property
+    def isolation(self) -> Isolation:
+        """``confined`` (a boundary for untrusted code) or ``unconfined`` (trusted code only)."""
+        return self.containment.isolation
 
     # ------------------------------------------------------------------------------------ execute
 
@@ -90,13 +108,6 @@ class LocalBackend(Backend):
         run_dir = Path(tempfile.mkdtemp(prefix="autogolf-local-", dir=self.temp_root))
         cgroup: RunCgroup | None = None
         try:
-            for sub in ("work", "tmp", "data"):
-                (run_dir / sub).mkdir()
-            tokenizer = _stage_data(inv, run_dir / "data")
-            inv.out_dir.mkdir(parents=True, exist_ok=True)
-            if inv.phase is not Phase.EVAL:
-                inv.artifact_dir.mkdir(parents=True, exist_ok=True)
-            env = self._environment(inv, run_dir, tokenizer, marker)
             if self.containment.cgroups is not None:
                 try:
                     cgroup = self.containment.cgroups.create(
@@ -107,9 +118,15 @@ class LocalBackend(Backend):
                         f"cannot create the run's cgroup: {exc}",
                         hint="check /sys/fs/cgroup is writable, or give LocalBackend a Containment with cgroups=None",
                     ) from exc
-            status_file = run_dir / "status.json"
-            argv = self._argv(inv, status_file, cgroup)
-            return self._supervise(inv, stop, argv, env, run_dir / "work", status_file, cgroup, marker)
+            launch = prepare_launch(
+                inv,
+                run_dir,
+                containment=self.containment,
+                cgroup=cgroup,
+                marker=marker,
+                passthrough_env=self.passthrough_env,
+            )
+            return self._supervise(inv, stop, launch, cgroup, marker)
         finally:
             if cgroup is not None:
                 cgroup.remove()
@@ -119,10 +136,7 @@ class LocalBackend(Backend):
         self,
         inv: PhaseInvocation,
         stop: threading.Event,
-        argv: list[str],
-        env: dict[str, str],
-        cwd: Path,
-        status_file: Path,
+        launch: Launch,
         cgroup: RunCgroup | None,
         marker: str,
     ) -> PhaseOutcome:
@@ -130,20 +144,23 @@ class LocalBackend(Backend):
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                argv,
+                launch.argv,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
-                cwd=cwd,
-                env=env,
+                cwd=launch.cwd,
+                env=launch.env,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=launch.pass_fds,
             )
         except OSError as exc:
             capped.close()
             raise SandboxUnavailable(
-                f"cannot start {argv[0]}: {exc}", hint="check that python and unshare are installed"
+                f"cannot start {launch.argv[0]}: {exc}", hint="check that python and unshare are installed"
             ) from exc
+        finally:
+            launch.close_fds()  # the child holds its own copies
         assert proc.stdout is not None
         reader_done = threading.Event()
         reader = threading.Thread(
@@ -180,24 +197,35 @@ class LocalBackend(Backend):
         proc.stdout.close()
         capped.close()
 
-        exit_code, died_of = _read_status(status_file)
-        if proc.returncode == 125 and not status_file.exists() and not (timed_out or stopped):
+        killed_by_us = timed_out or stopped
+        exit_code, died_of = _read_status(launch.status_file)
+        if proc.returncode == 125 and not launch.status_file.exists() and not killed_by_us:
             raise SandboxUnavailable(
                 f"the local sandbox's init could not start the program: {_last_text(inv.log_path)}",
                 hint="see the log; the probed containment was " + self.containment.describe(),
             )
+        if launch.bwrap_status_file is not None:
+            # bwrap writes "exit-code" only once the sandbox is set up and the program has started.
+            started = "exit-code" in read_bwrap_status(launch.bwrap_status_file)
+            if exit_code is not None and not started and not killed_by_us:
+                raise SandboxUnavailable(
+                    f"bwrap could not set up the {inv.phase} sandbox: {_last_text(inv.log_path)}",
+                    hint="see the log; install bubblewrap >= 0.4 (apt-get install bubblewrap), "
+                    "or give LocalBackend a Containment with bwrap=None",
+                )
+            exit_code, died_of = _unwrap_bwrap_status(exit_code, died_of)
         oom_kills = cgroup.oom_kills() if cgroup is not None else 0
         # The log is only a witness for a program that failed: one that exited 0 may well have
         # printed an allocator error it recovered from (e.g. while autotuning).
         oom = (
             oom_kills > 0
-            or (died_of == signal.SIGKILL and not (timed_out or stopped))
+            or (died_of == signal.SIGKILL and not killed_by_us)
             or (
                 exit_code != 0
                 and any(sign in _last_bytes(inv.log_path, OOM_LOG_TAIL_BYTES) for sign in OOM_LOG_SIGNS)
             )
         )
-        notes = [f"containment: {self.containment.describe()}"]
+        notes = [f"isolation: {self.isolation}", f"containment: {self.containment.describe()}"]
         if died_of is not None:
             notes.append(f"killed by {terminate_signal_name(died_of)}")
         if oom_kills:
@@ -234,7 +262,12 @@ class LocalBackend(Backend):
     def _terminate(self, proc: subprocess.Popen[bytes], cgroup: RunCgroup | None, marker: str) -> None:
         """SIGTERM to everything the run started, a grace period, then SIGKILL to whatever is left."""
         init = self._namespace_init(proc)
-        send_signal(self._run_pids(cgroup, marker), signal.SIGTERM)  # the shim forwards it too
+        if self.containment.bwrap is not None:
+            # Only the program's processes carry the marker: bwrap dies of a SIGTERM and takes the
+            # program with it by SIGKILL (--die-with-parent), which would leave it no grace period.
+            send_signal(pids_with_marker(marker), signal.SIGTERM)
+        else:
+            send_signal(self._run_pids(cgroup, marker), signal.SIGTERM)  # the shim forwards it too
         deadline = time.monotonic() + self.term_grace_seconds
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(POLL_SECONDS / 2)
@@ -248,7 +281,7 @@ class LocalBackend(Backend):
         try:
             proc.wait(timeout=5.0)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            proc.kill()  # confined, the shim's death ends bwrap and its sandbox (--die-with-parent)
 
     def _sweep(self, cgroup: RunCgroup | None, marker: str, limit_seconds: float = 10.0) -> int:
         """SIGKILL anything of the run still alive (detached children) until none is; returns how many."""
@@ -264,95 +297,6 @@ class LocalBackend(Backend):
         log.error("processes of run %s survived SIGKILL for %.0f s: %s", marker, limit_seconds, pids)
         return len(killed)
 
-    # ------------------------------------------------------------------------------- set-up
-
-    def _environment(
-        self, inv: PhaseInvocation, run_dir: Path, tokenizer: Path, marker: str
-    ) -> dict[str, str]:
-        python_bin = str(Path(sys.executable).parent)
-        env = {
-            "PATH": f"{python_bin}:{os.environ.get('PATH', DEFAULT_PATH)}",
-            "HOME": str(run_dir),
-            "TMPDIR": str(run_dir / "tmp"),
-            "LANG": "C.UTF-8",
-            "LC_ALL": "C.UTF-8",
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-            "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in inv.gpus),
-        }
-        env.update({k: os.environ[k] for k in self.passthrough_env if k in os.environ})
-        env.update(inv.knob_env)
-        # The contract's variables come last so that no knob can point a phase at other data.
-        env["GOLF_PHASE"] = str(inv.phase)
-        env["GOLF_OUT"] = str(inv.out_dir)
-        env["GOLF_ARTIFACT_DIR"] = str(inv.artifact_dir)
-        env["DATA_PATH"] = str(run_dir / "data")
-        env["TOKENIZER_PATH"] = str(tokenizer)
-        env.pop("GOLF_CHECK_POSITIONS", None)
-        if inv.check_positions_path is not None:
-            env["GOLF_CHECK_POSITIONS"] = str(inv.check_positions_path)
-        env[MARKER_VARIABLE] = marker
-        return env
-
-    def _argv(self, inv: PhaseInvocation, status_file: Path, cgroup: RunCgroup | None) -> list[str]:
-        entry = str((inv.program_dir / inv.entry).resolve())
-        if inv.nproc == 1:
-            program = [sys.executable, entry]
-        else:
-            program = [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--standalone",
-                f"--nproc_per_node={inv.nproc}",
-                entry,
-            ]
-        shim = [sys.executable, "-I", "-S", str(INIT_SHIM), "--status-file", str(status_file)]
-        for procs in cgroup.procs_files if cgroup is not None else []:
-            shim += ["--cgroup-procs", str(procs)]
-        shim += [f"--rlimit={name}={value}" for name, value in _rlimits(inv.limits, bool(inv.gpus))]
-        prefix = list(self.containment.unshare_prefix or ())
-        return [*prefix, *shim, "--", *program]
-
-
-def _rlimits(limits: Limits, uses_gpus: bool) -> list[tuple[str, int]]:
-    found = [
-        ("core", 0),
-        ("nofile", limits.max_open_files),
-        ("fsize", limits.max_file_bytes),
-    ]
-    if limits.max_processes is not None:
-        found.append(("nproc", limits.max_processes))
-    # CUDA reserves far more virtual address space than it uses, so an address-space limit breaks
-    # GPU runs; there the memory cgroup (when available) is the limit.
-    if limits.memory_bytes is not None and not uses_gpus:
-        found.append(("as", limits.memory_bytes))
-    return found
-
-
-def _stage_data(inv: PhaseInvocation, data_dir: Path) -> Path:
-    """Link the phase's shards and the tokenizer into ``data_dir``; returns the tokenizer's new path."""
-    names: set[str] = set()
-    staged_tokenizer = data_dir / inv.tokenizer_path.name
-    for source in (*inv.data_files, inv.tokenizer_path):
-        if source.name in names:
-            raise SandboxUnavailable(
-                f"two data files are named {source.name!r}", hint="give each shard a distinct base name"
-            )
-        names.add(source.name)
-        if not source.is_file():
-            raise SandboxUnavailable(
-                f"data file {source} does not exist", hint="build or fetch the data first"
-            )
-        target = data_dir / source.name
-        # A hard link keeps the original's directory out of sight (a symlink's target names it);
-        # across filesystems fall back to a symlink.
-        try:
-            os.link(source, target)
-        except OSError:
-            target.symlink_to(source.resolve())
-    return staged_tokenizer
-
 
 def _read_status(status_file: Path) -> tuple[int | None, int | None]:
     """(exit code, terminating signal) as the init shim recorded them; (None, None) when it could not."""
@@ -361,6 +305,16 @@ def _read_status(status_file: Path) -> tuple[int | None, int | None]:
     except (OSError, ValueError):
         return None, None
     return status.get("exit_code"), status.get("signal")
+
+
+def _unwrap_bwrap_status(exit_code: int | None, died_of: int | None) -> tuple[int | None, int | None]:
+    """bwrap exits ``128 + n`` when the program died of signal ``n``: report that as the signal.
+
+    (A program that itself exits 129..192 reads the same, as it does under Docker.)
+    """
+    if exit_code is not None and 128 < exit_code <= 128 + 64:
+        return None, exit_code - 128
+    return exit_code, died_of
 
 
 def _last_bytes(path: Path, n: int) -> bytes:
@@ -379,7 +333,7 @@ def _last_text(path: Path) -> str:
 def measure_noop_seconds(repeats: int = 5, backend: LocalBackend | None = None) -> float:
     """Median wall time (s) of a program that does nothing, through :meth:`LocalBackend.execute`.
 
-    The fixed cost of one phase on this machine: temp dirs, namespace, cgroup, interpreter start.
+    The fixed cost of one phase on this machine: temp dirs, namespaces, cgroup, interpreter start.
     """
     backend = backend or LocalBackend()
     times = []

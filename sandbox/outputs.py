@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +18,8 @@ import numpy as np
 from sandbox.spec import ArtifactBytes, CurvePoint
 
 _LOGSUMEXP_TOLERANCE = 1e-3  # |logsumexp(row)| allowed: float32 rows over a 1k-64k vocabulary
-_ROW_AGREEMENT_ABS = 1e-3  # |-row[target] - nll| <= abs + rel * nll
-_ROW_AGREEMENT_REL = 1e-3
+ROW_AGREEMENT_ABS = 1e-3  # |-row[target] - nll| <= abs + rel * nll
+ROW_AGREEMENT_REL = 1e-3
 _TAIL_BYTES = 256 * 1024  # how much of a log's end is searched for the last traceback
 _EXCERPT_CHARS = 3000
 _MAX_REPORT_BYTES = 1_000_000  # result.json
@@ -30,6 +29,19 @@ _MAX_CURVE_BYTES = 64 * 1024**2  # the rest of a larger curve file is ignored (a
 
 class OutputError(ValueError):
     """The program's outputs break the run contract; the message is the ``invalid`` reason."""
+
+
+class CoverageError(OutputError):
+    """The NLL file does not hold exactly the targets the harness's eval sequence length fixes."""
+
+
+def _written(path: Path) -> bool:
+    """Whether the program wrote ``path`` as a regular file. A link is refused, not followed: the
+    harness resolves it on the host, so ``val_nll.f32 -> ../eval/val_nll.f32`` would hand a probe the
+    scored run's own file."""
+    if path.is_symlink():
+        raise OutputError(f"{path.name} is a link; the program must write a regular file there")
+    return path.is_file()
 
 
 @dataclass(frozen=True)
@@ -44,8 +56,11 @@ class ProgramReport:
 
 
 def read_program_report(path: Path, *, required: bool) -> ProgramReport:
-    """Parse ``result.json``. With ``required``, ``eval_seq_len`` and ``vocab_size`` must be present."""
-    if not path.is_file():
+    """Parse ``result.json``. With ``required``, ``vocab_size`` must be present.
+
+    ``eval_seq_len`` is read only to be compared with the harness's own setting (the harness never
+    takes coverage from it)."""
+    if not _written(path):
         if required:
             raise OutputError(f"the program wrote no {path.name}")
         return ProgramReport()
@@ -68,10 +83,8 @@ def read_program_report(path: Path, *, required: bool) -> ProgramReport:
         steps=_int_field(data, "steps", path.name),
         claimed_bpb=_float_field(data, "val_bpb", path.name, strict=False),
     )
-    if required:
-        for name in ("eval_seq_len", "vocab_size"):
-            if getattr(report, name) is None:
-                raise OutputError(f"{path.name} lacks the required integer field {name!r}")
+    if required and report.vocab_size is None:
+        raise OutputError(f"{path.name} lacks the required integer field 'vocab_size'")
     return report
 
 
@@ -108,7 +121,10 @@ def parse_curve_line(line: str) -> CurvePoint | None:
 
 
 def read_curve(path: Path, *, max_points: int = 100_000) -> tuple[list[CurvePoint], int]:
-    """All well-formed points of a curve file and how many lines were skipped as malformed."""
+    """All well-formed points of a curve file and how many lines were skipped as malformed (a link
+    counts as one skipped line: it is not read)."""
+    if path.is_symlink():
+        return [], 1
     if not path.is_file():
         return [], 0
     points: list[CurvePoint] = []
@@ -132,23 +148,10 @@ def read_curve(path: Path, *, max_points: int = 100_000) -> tuple[list[CurvePoin
     return points, skipped
 
 
-def sample_check_positions(num_val_tokens: int, count: int, seed: int) -> np.ndarray:
-    """Distinct positions, uniform in ``[0, (N-1)//2)``, sorted; seeded from ``seed`` and a secret salt.
-
-    The salt comes from the OS, so a program cannot precompute which rows will be inspected; the
-    range is the half of the stream every valid NLL file must cover.
-    """
-    high = (num_val_tokens - 1) // 2
-    count = max(0, min(count, high))
-    rng = np.random.default_rng([seed & 0xFFFFFFFF, secrets.randbits(64)])
-    return np.sort(rng.choice(high, size=count, replace=False)).astype("<i8")
-
-
-def read_nll(path: Path, *, num_val_tokens: int, eval_seq_len: int, max_eval_seq_len: int) -> np.ndarray:
-    """The checked ``val_nll.f32`` (memory-mapped float32 of the right length, finite and non-negative)."""
-    if not 1 <= eval_seq_len <= max_eval_seq_len:
-        raise OutputError(f"eval_seq_len {eval_seq_len} is outside 1..{max_eval_seq_len}")
-    if not path.is_file():
+def read_nll(path: Path, *, num_val_tokens: int, eval_seq_len: int) -> np.ndarray:
+    """The checked NLL file: memory-mapped float32, exactly ``((N-1)//S)*S`` values for the harness's
+    ``S``, each finite and non-negative."""
+    if not _written(path):
         raise OutputError(f"the program wrote no {path.name}")
     size = path.stat().st_size
     if size % 4:
@@ -156,13 +159,9 @@ def read_nll(path: Path, *, num_val_tokens: int, eval_seq_len: int, max_eval_seq
     n = size // 4
     expected = ((num_val_tokens - 1) // eval_seq_len) * eval_seq_len
     if n != expected:
-        raise OutputError(
-            f"{path.name} holds {n} values but {num_val_tokens} validation tokens at eval_seq_len "
-            f"{eval_seq_len} need {expected}"
-        )
-    if n < (num_val_tokens - 1) // 2:
-        raise OutputError(
-            f"{path.name} covers {n} of {num_val_tokens - 1} targets; at least half must be scored"
+        raise CoverageError(
+            f"{path.name} holds {n} values but {num_val_tokens} validation tokens at the harness's "
+            f"eval_seq_len {eval_seq_len} need {expected} (every target that fits in whole sequences)"
         )
     nll = np.memmap(path, dtype="<f4", mode="r", shape=(n,)) if n else np.zeros(0, dtype="<f4")
     chunk = 1 << 22
@@ -177,17 +176,18 @@ def read_nll(path: Path, *, num_val_tokens: int, eval_seq_len: int, max_eval_seq
     return nll
 
 
-def check_rows(
-    path: Path, *, positions: np.ndarray, nll: np.ndarray, val_tokens: np.ndarray, vocab_size: int
-) -> None:
-    """Every dumped log-prob row must be a normalized distribution that agrees with the NLL file.
+def read_rows(
+    path: Path, positions: np.ndarray, vocab_size: int, tokens: np.ndarray, nll: np.ndarray
+) -> np.ndarray:
+    """The dumped log-prob rows (float64, one per position in ``positions`` order), each checked to be
+    a normalized distribution that gives ``nll[p]`` for its target ``tokens[p+1]``.
 
     This is the check that rejects "probabilities" summing to far more than 1 (CHALLENGE.md: the hashed
     n-gram cache entry whose distribution summed to ~277).
     """
     if positions.size == 0:
-        return
-    if not path.is_file():
+        return np.zeros((0, vocab_size))
+    if not _written(path):
         raise OutputError(f"the program wrote no {path.name} although {positions.size} positions were asked")
     expected = positions.size * vocab_size * 4
     size = path.stat().st_size
@@ -206,13 +206,14 @@ def check_rows(
                 f"{path.name}: the row for position {position} is not normalized "
                 f"(probabilities sum to {math.exp(log_total):.6g})"
             )
-        target = int(val_tokens[position + 1])
+        target = int(tokens[position + 1])
         reported = float(nll[position])
-        if abs(-row[target] - reported) > _ROW_AGREEMENT_ABS + _ROW_AGREEMENT_REL * reported:
+        if abs(-row[target] - reported) > ROW_AGREEMENT_ABS + ROW_AGREEMENT_REL * reported:
             raise OutputError(
                 f"{path.name}: at position {position} the row gives NLL {-row[target]:.6g} for the target "
                 f"but val_nll.f32 says {reported:.6g}"
             )
+    return rows
 
 
 def measure_artifact(entry_path: Path, artifact_dir: Path) -> ArtifactBytes:

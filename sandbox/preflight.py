@@ -26,15 +26,8 @@ from pydantic import BaseModel, ConfigDict
 from sandbox.errors import HarnessError
 from sandbox.knobs import Knob, KnobTableError, parse_knob_table
 from sandbox.runner import run
-from sandbox.scoring import (
-    SHARD_HEADER_INTS,
-    SHARD_MAGIC,
-    SHARD_VERSION,
-    ShardFormatError,
-    read_shard_tokens,
-    shard_paths,
-)
-from sandbox.spec import DataPaths, Limits, RunSpec, RunStatus
+from sandbox.shards import ShardFormatError, read_shard_tokens, shard_paths, write_shard
+from sandbox.spec import DataPaths, IntegritySettings, Limits, RunSpec, RunStatus
 
 BOS_ID = 1  # the challenge tokenizers' document-start token (CHALLENGE.md)
 
@@ -75,6 +68,7 @@ def preflight(
     timeout_seconds: float = 90.0,
     out_dir: Path | None = None,
     smoke_val_tokens: int = 65536,
+    eval_seq_len: int = 1024,
 ) -> PreflightReport:
     """Check a candidate in seconds; a failing candidate is a report, never an exception.
 
@@ -82,7 +76,8 @@ def preflight(
     the batch). ``parent_source`` enables the inert-change check. The smoke run's outputs go to
     ``out_dir`` when given (kept), else to a temporary folder (removed). The smoke run's validation
     split is the first ``smoke_val_tokens`` tokens of the real one, cut before a document start when
-    one lies in the second half of that window. Raises :class:`sandbox.errors.HarnessError` only for
+    one lies in the second half of that window, scored at ``eval_seq_len`` (the tier's) and checked by
+    a short integrity probe, so a look-ahead is caught before any GPU time. Raises :class:`sandbox.errors.HarnessError` only for
     faults of the harness (missing or unreadable data, no backend).
     """
     started = time.monotonic()
@@ -135,6 +130,7 @@ def preflight(
             docker_image,
             timeout_seconds,
             out_dir,
+            eval_seq_len,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -154,6 +150,7 @@ def _smoke(
     docker_image: str,
     timeout_seconds: float,
     out_dir: Path | None,
+    eval_seq_len: int,
 ) -> tuple[str, str] | None:
     """Run the tiny configuration; None when it ended ok, else (reason, log excerpt)."""
     # Half the budget each for "training" and "evaluation", no extra grace: the whole smoke run is
@@ -176,7 +173,9 @@ def _smoke(
             data=data,
             limits=smoke_limits,
             out_dir=work,
-            check_positions=4,
+            eval_seq_len=eval_seq_len,
+            # A short tail: the smoke split is small, and the probe should cost a fraction of its eval.
+            integrity=IntegritySettings(rows=4, tail_tokens=4 * eval_seq_len),
             backend=backend,  # type: ignore[arg-type]  # RunSpec validates the name
             docker_image=docker_image,
             label="preflight",
@@ -214,7 +213,7 @@ def stage_smoke_dataset(data: DataPaths, staging: Path, max_val_tokens: int) -> 
             os.link(shard, staging / shard.name)
         except OSError:
             (staging / shard.name).symlink_to(shard.resolve())
-    _write_shard(staging / "fineweb_val_000000.bin", cut_at_document_start(head, max_val_tokens))
+    write_shard(staging / "fineweb_val_000000.bin", cut_at_document_start(head, max_val_tokens))
     return DataPaths(dataset_dir=staging, tokenizer_path=data.tokenizer_path)
 
 
@@ -243,14 +242,6 @@ def _read_val_head(paths: list[Path], count: int) -> np.ndarray:
         if need <= 0:
             break
     return np.concatenate(pieces)
-
-
-def _write_shard(path: Path, tokens: np.ndarray) -> None:
-    header = np.zeros(SHARD_HEADER_INTS, dtype="<i4")
-    header[0], header[1], header[2] = SHARD_MAGIC, SHARD_VERSION, tokens.size
-    with path.open("wb") as f:
-        f.write(header.tobytes())
-        f.write(tokens.astype("<u2", copy=False).tobytes())
 
 
 def _same_program(source: str, parent_source: str) -> bool:

@@ -54,6 +54,8 @@ class CurveTailer:
             self.poll()
 
     def poll(self, *, final: bool = False) -> None:
+        if self.path.is_symlink():
+            return  # a link is never read (sandbox.outputs refuses links too)
         try:
             with self.path.open("rb") as f:
                 f.seek(self._offset)

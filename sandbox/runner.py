@@ -2,75 +2,56 @@
 
 Layout of ``spec.out_dir`` (docs/contract.md):
 
-    artifact/               the train phase's GOLF_ARTIFACT_DIR (counted bytes)
-    train/  eval/           GOLF_OUT of each phase (phases="split")
-    run/                    GOLF_OUT of the single process (phases="all")
-    train.log  eval.log     the program's stdout+stderr (run.log for phases="all")
-    check_positions.i64     the positions whose full rows the program must dump
-    result.json             this RunResult, written atomically at the end
+    artifact/                    the train phase's GOLF_ARTIFACT_DIR (counted bytes)
+    train/  eval/                GOLF_OUT of each phase (phases="split")
+    run/                         GOLF_OUT of the single process (phases="all")
+    probe-prefix/  probe-full/   GOLF_OUT of each integrity probe's eval (sandbox.probe)
+    probe-*-data/                a probe's validation stream, one shard
+    probe-*-positions.i64        the positions whose full rows a probe must dump
+    *.log                        the program's stdout+stderr of each of the above
+    result.json                  this RunResult, written atomically at the end
 
-A candidate that misbehaves yields a RunResult with a status and a reason; only faults of the harness
-itself (missing data, a backend that cannot start) raise :class:`sandbox.errors.HarnessError`.
+The scored eval is asked for no rows: their positions are drawn only once its NLL file exists, and the
+probes dump them. A candidate that misbehaves yields a RunResult with a status and a reason (naming the
+failed check when one failed); only faults of the harness itself (missing data, a backend that cannot
+start) raise :class:`sandbox.errors.HarnessError`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from sandbox.backend import Backend, PhaseInvocation, PhaseOutcome
+from sandbox.backend import Backend, PhaseInvocation
 from sandbox.backends import get_backend
 from sandbox.checks import implausibility, timer_verdict
 from sandbox.errors import HarnessError
-from sandbox.outputs import (
-    OutputError,
-    ProgramReport,
-    check_rows,
-    last_traceback,
-    measure_artifact,
-    read_curve,
-    read_nll,
-    read_program_report,
-    sample_check_positions,
+from sandbox.outputs import CoverageError, OutputError, read_nll
+from sandbox.phases import (
+    Account,
+    check_phase,
+    execute,
+    fingerprint,
+    last_step,
+    measure,
+    merge_reports,
+    read_phase_curve,
+    read_report,
 )
-from sandbox.progress import CurveTailer, OnEvent
-from sandbox.scoring import ShardFormatError, TokenBytes, load_tokens, score, shard_paths
-from sandbox.spec import ArtifactBytes, CurvePoint, Phase, RunResult, RunSpec, RunStatus
+from sandbox.probe import ProbeFiles, probe_names, run_probes
+from sandbox.progress import OnEvent
+from sandbox.scoring import TokenBytes, score
+from sandbox.shards import ShardFormatError, load_tokens, shard_paths
+from sandbox.spec import IntegrityCheck, Limits, Phase, ProbeKind, RunResult, RunSpec, RunStatus
 
 # GOLF_OUT folder and log name of each phase under ``spec.out_dir`` (see the layout above).
 _PHASE_FOLDERS = {Phase.TRAIN: "train", Phase.EVAL: "eval", Phase.ALL: "run"}
-_OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "Cannot allocate memory")
-
-
-@dataclass
-class _Account:
-    """What is known so far about the run; becomes the RunResult."""
-
-    status: RunStatus = RunStatus.OK
-    reason: str = ""
-    error_excerpt: str = ""
-    artifact: ArtifactBytes | None = None
-    train_seconds: float | None = None
-    eval_seconds: float | None = None
-    program: ProgramReport = field(default_factory=ProgramReport)
-    curve: list[CurvePoint] = field(default_factory=list)
-    log_path: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def fail(self, status: RunStatus, reason: str) -> None:
-        if self.status is RunStatus.OK:
-            self.status, self.reason = status, reason
-
-    @property
-    def failed(self) -> bool:
-        return self.status is not RunStatus.OK
+MakeInvocation = Callable[..., PhaseInvocation]
 
 
 def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | None = None) -> RunResult:
@@ -102,29 +83,29 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
     if backend is None:
         settings = {"image": spec.docker_image} if spec.backend == "docker" else {}
         backend = get_backend(spec.backend, **settings)
+    data_before = fingerprint([*val_files, Path(spec.data.tokenizer_path)])
 
     _prepare_out_dir(out)
-    positions = sample_check_positions(int(val_tokens.size), spec.check_positions, spec.seed)
-    positions_path = out / "check_positions.i64"
-    positions.tofile(positions_path)
     knob_env = {**spec.knobs, "SEED": str(spec.seed)}
-    account = _Account()
+    account = Account()
     limits = spec.limits
 
-    def invocation(phase: Phase) -> PhaseInvocation:
-        """One phase's files, folders and wall-clock limit; ``all`` gets both the train and the eval share."""
+    def invocation(phase: Phase, *, probe: ProbeFiles | None = None) -> PhaseInvocation:
+        """One phase's files, folders and wall-clock limit; ``all`` gets both the train and the eval
+        share. A probe is an eval phase on the probe's stream, with its own folder and log."""
         trains, evaluates = phase is not Phase.EVAL, phase is not Phase.TRAIN
-        name = _PHASE_FOLDERS[phase]
+        name = probe.name if probe is not None else _PHASE_FOLDERS[phase]
         wall_seconds = (
             (limits.train_seconds if trains else 0.0)
             + (limits.eval_seconds if evaluates else 0.0)
             + limits.startup_grace_seconds
         )
+        eval_files = list(probe.shards) if probe is not None else val_files
         return PhaseInvocation(
             phase=phase,
             program_dir=Path(spec.program_dir),
             entry=spec.entry,
-            data_files=tuple((train_files if trains else []) + (val_files if evaluates else [])),
+            data_files=tuple((train_files if trains else []) + (eval_files if evaluates else [])),
             tokenizer_path=Path(spec.data.tokenizer_path),
             artifact_dir=out / "artifact",
             out_dir=out / name,
@@ -134,17 +115,45 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             wall_timeout_seconds=wall_seconds,
             nproc=spec.nproc,
             gpus=spec.gpus,
-            check_positions_path=positions_path if evaluates else None,
+            check_positions_path=probe.positions if probe is not None else None,
+            eval_seq_len=spec.eval_seq_len if evaluates else None,
             label=spec.label,
             extra={"docker_image": spec.docker_image} if spec.backend == "docker" else {},
         )
 
     plan = _run_single_process if spec.phases == "all" else _run_split
-    eval_out = plan(invocation, backend, on_event, account, entry_path, limits.train_seconds)
+    eval_out = plan(invocation, backend, on_event, account, entry_path, limits)
 
     val_bpb = val_loss = None
     if not account.failed:
-        val_bpb, val_loss = _score(spec, eval_out, positions, val_tokens, token_bytes, account)
+        scored = _score(spec, eval_out, val_tokens, token_bytes, account)
+        if scored is not None:
+            nll, val_bpb, val_loss = scored
+            run_probes(
+                spec,
+                invocation,
+                backend,
+                eval_out / "val_nll.f32",
+                nll,
+                val_tokens,
+                train_files,
+                token_bytes,
+                account,
+            )
+    # The sandboxes mount these read-only; a program that still changed them (an unconfined local
+    # run) fails, and the data's failure outranks any other: every later score is at stake.
+    if not account.failed and fingerprint(sorted((out / "artifact").rglob("*"))) != account.artifact_digest:
+        account.fail_check(
+            IntegrityCheck.DATA, "the artifact changed after it was measured, during evaluation"
+        )
+    if fingerprint([*val_files, Path(spec.data.tokenizer_path)]) != data_before:
+        account.override_check(
+            IntegrityCheck.DATA,
+            f"the validation shards or the tokenizer under {spec.data.dataset_dir} changed during this run; "
+            "every later score is wrong until they are restored (rebuild or fetch the dataset)",
+        )
+    if account.failed:
+        val_bpb = val_loss = None
     if (
         val_bpb is not None
         and account.artifact is not None
@@ -166,40 +175,40 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         eval_seconds=account.eval_seconds,
         wall_seconds=time.monotonic() - started,
         program_train_seconds=account.program.train_seconds,
-        steps=account.program.steps if account.program.steps is not None else _last_step(account.curve),
+        steps=account.program.steps if account.program.steps is not None else last_step(account.curve),
         curve=account.curve,
         log_path=account.log_path,
         error_excerpt=account.error_excerpt,
-        suspicious=implausibility(spec, val_bpb, val_loss, account.curve)
-        if account.status is RunStatus.OK
-        else "",
+        suspicious=implausibility(spec.plausibility, val_bpb) if account.status is RunStatus.OK else "",
         claimed_bpb=account.program.claimed_bpb,
         notes=account.notes,
+        failed_check=account.failed_check,
+        probes=account.probes,
     )
     _write_atomically(out / "result.json", result.model_dump_json(indent=2))
     return result
-
-
-MakeInvocation = Callable[[Phase], PhaseInvocation]
 
 
 def _run_single_process(
     invocation: MakeInvocation,
     backend: Backend,
     on_event: OnEvent | None,
-    account: _Account,
+    account: Account,
     entry_path: Path,
-    train_limit_seconds: float,
+    limits: Limits,
 ) -> Path:
     """phases="all": one process trains and evaluates, as the challenge runs it. Returns its GOLF_OUT."""
     inv = invocation(Phase.ALL)
-    outcome = _execute(backend, inv, on_event, account)
-    account.curve = _curve(inv.out_dir, account)
-    _check_phase(outcome, inv, account)
+    outcome = execute(backend, inv, on_event, account)
+    account.curve = read_phase_curve(inv.out_dir, account)
+    check_phase(outcome, inv, account)
     if not account.failed:
-        account.program = _read_report(inv.out_dir / "result.json", True, account)
-        _measure(entry_path, inv.artifact_dir, account)
-        _check_timer(account, harness_seconds=outcome.wall_seconds, limit_seconds=train_limit_seconds)
+        account.program = read_report(inv.out_dir / "result.json", True, account)
+        measure(entry_path, inv.artifact_dir, account)
+        # One process: the harness cannot tell its evaluation from its training, so the eval budget
+        # is part of what the timer may leave unaccounted (the split default has no such slack).
+        allowance = limits.startup_grace_seconds + limits.eval_seconds
+        _check_timer(account, outcome.wall_seconds, limits.train_seconds, allowance)
     return inv.out_dir
 
 
@@ -207,27 +216,27 @@ def _run_split(
     invocation: MakeInvocation,
     backend: Backend,
     on_event: OnEvent | None,
-    account: _Account,
+    account: Account,
     entry_path: Path,
-    train_limit_seconds: float,
+    limits: Limits,
 ) -> Path:
     """phases="split": train, then eval in a fresh process that sees only the artifact and val data."""
     train, evaluation = invocation(Phase.TRAIN), invocation(Phase.EVAL)
-    outcome = _execute(backend, train, on_event, account)
+    outcome = execute(backend, train, on_event, account)
     account.train_seconds = outcome.wall_seconds
-    account.curve = _curve(train.out_dir, account)
-    _check_phase(outcome, train, account)
+    account.curve = read_phase_curve(train.out_dir, account)
+    check_phase(outcome, train, account)
     if not account.failed:
-        account.program = _read_report(train.out_dir / "result.json", False, account)
-        _measure(entry_path, train.artifact_dir, account)
+        account.program = read_report(train.out_dir / "result.json", False, account)
+        measure(entry_path, train.artifact_dir, account)
     if not account.failed:
-        outcome = _execute(backend, evaluation, None, account)
+        outcome = execute(backend, evaluation, None, account)
         account.eval_seconds = outcome.wall_seconds
-        _check_phase(outcome, evaluation, account)
+        check_phase(outcome, evaluation, account)
     if not account.failed:
-        eval_report = _read_report(evaluation.out_dir / "result.json", True, account)
-        account.program = _merge_reports(account.program, eval_report)
-        _check_timer(account, harness_seconds=account.train_seconds, limit_seconds=train_limit_seconds)
+        eval_report = read_report(evaluation.out_dir / "result.json", True, account)
+        account.program = merge_reports(account.program, eval_report)
+        _check_timer(account, account.train_seconds, limits.train_seconds, limits.startup_grace_seconds)
     return evaluation.out_dir
 
 
@@ -247,142 +256,60 @@ def _data_files(spec: RunSpec) -> tuple[list[Path], list[Path]]:
 def _prepare_out_dir(out: Path) -> None:
     """Create the layout; clear only names the harness owns, so a rerun starts from nothing stale."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("artifact", "train", "eval", "run"):
+    folders, files = ["artifact", "train", "eval", "run"], ["train.log", "eval.log", "run.log", "result.json"]
+    for kind in ProbeKind:
+        name, data, positions = probe_names(kind)
+        folders += [name, data]
+        files += [f"{name}.log", positions]
+    for name in folders:
         shutil.rmtree(out / name, ignore_errors=True)
-    for name in ("train.log", "eval.log", "run.log", "check_positions.i64", "result.json"):
+    for name in files:
         (out / name).unlink(missing_ok=True)
     for name in ("artifact", "train", "eval"):
         (out / name).mkdir()
 
 
-def _execute(
-    backend: Backend, inv: PhaseInvocation, on_event: OnEvent | None, account: _Account
-) -> PhaseOutcome:
-    inv.out_dir.mkdir(parents=True, exist_ok=True)
-    stop = threading.Event()
-    tailer = CurveTailer(inv.out_dir / "curve.jsonl", on_event, stop).start()
-    try:
-        outcome = backend.execute(inv, stop)
-    finally:
-        tailer.finish()
-    account.log_path = inv.log_path
-    if tailer.callback_error is not None:
-        raise tailer.callback_error
-    if tailer.stop_requested_at_step is not None:
-        account.notes.append(f"stop requested by the caller at step {tailer.stop_requested_at_step}")
-    if outcome.log_truncated:
-        account.notes.append(f"{inv.log_path.name} was capped at {inv.limits.max_log_bytes:,} bytes")
-    if outcome.detail and f"backend: {outcome.detail}" not in account.notes:
-        account.notes.append(f"backend: {outcome.detail}")
-    return outcome
-
-
-def _check_phase(outcome: PhaseOutcome, inv: PhaseInvocation, account: _Account) -> None:
-    """Fail the account unless the phase exited 0 of its own accord; keep the log's last traceback."""
-    if outcome.exit_code == 0 and not (outcome.stopped or outcome.timed_out or outcome.oom):
-        return
-    phase = inv.phase.value
-    account.error_excerpt = excerpt = last_traceback(inv.log_path)
-    last_line = excerpt.splitlines()[-1] if excerpt else ""
-    if outcome.stopped:
-        account.fail(RunStatus.PRUNED, f"stopped during the {phase} phase at the caller's request")
-    elif outcome.timed_out:
-        account.fail(
-            RunStatus.TIMEOUT, f"{phase} phase ran past its {inv.wall_timeout_seconds:.0f} s wall-clock limit"
-        )
-    elif outcome.oom:
-        account.fail(RunStatus.OOM, f"{phase} phase ran out of memory{_memory_limit(inv)}")
-    elif any(marker in last_line for marker in _OOM_MARKERS):
-        account.fail(RunStatus.OOM, f"{phase} phase ran out of memory{_memory_limit(inv)}: {last_line[:200]}")
-    else:
-        how = "was killed" if outcome.exit_code is None else f"exited with code {outcome.exit_code}"
-        account.fail(
-            RunStatus.CRASHED, f"{phase} phase {how}" + (f": {last_line[:200]}" if last_line else "")
-        )
-
-
-def _memory_limit(inv: PhaseInvocation) -> str:
-    limit = inv.limits.memory_bytes
-    return f" (limit {limit / 2**20:,.0f} MiB)" if limit else ""
-
-
-def _read_report(path: Path, required: bool, account: _Account) -> ProgramReport:
-    try:
-        return read_program_report(path, required=required)
-    except OutputError as exc:
-        account.fail(RunStatus.INVALID, str(exc))
-        return ProgramReport()
-
-
-def _merge_reports(train: ProgramReport, eval_: ProgramReport) -> ProgramReport:
-    """Train-phase claims (timer, steps) from the train phase's result.json when it wrote one."""
-    return ProgramReport(
-        eval_seq_len=eval_.eval_seq_len,
-        vocab_size=eval_.vocab_size,
-        train_seconds=train.train_seconds if train.train_seconds is not None else eval_.train_seconds,
-        steps=train.steps if train.steps is not None else eval_.steps,
-        claimed_bpb=eval_.claimed_bpb,
-    )
-
-
-def _measure(entry_path: Path, artifact_dir: Path, account: _Account) -> None:
-    try:
-        account.artifact = measure_artifact(entry_path, artifact_dir)
-    except OutputError as exc:
-        account.fail(RunStatus.INVALID, str(exc))
-
-
-def _check_timer(account: _Account, *, harness_seconds: float | None, limit_seconds: float) -> None:
+def _check_timer(
+    account: Account, harness_seconds: float | None, limit_seconds: float, allowance_seconds: float
+) -> None:
     claimed = account.program.train_seconds
     if account.failed or claimed is None:
         return
-    verdict = timer_verdict(claimed, harness_seconds=harness_seconds, limit_seconds=limit_seconds)
+    verdict = timer_verdict(
+        claimed,
+        harness_seconds=harness_seconds,
+        limit_seconds=limit_seconds,
+        unaccounted_allowance_seconds=allowance_seconds,
+    )
     if verdict is not None:
-        account.fail(*verdict)
+        status, reason = verdict
+        account.fail_check(IntegrityCheck.TRAIN_TIME, reason, status)
 
 
 def _score(
-    spec: RunSpec,
-    eval_out: Path,
-    positions: np.ndarray,
-    val_tokens: np.ndarray,
-    token_bytes: TokenBytes,
-    account: _Account,
-) -> tuple[float | None, float | None]:
+    spec: RunSpec, eval_out: Path, val_tokens: np.ndarray, token_bytes: TokenBytes, account: Account
+) -> tuple[np.ndarray, float, float] | None:
+    """The scored NLL (checked against the harness's coverage) and its (val_bpb, val_loss)."""
     report = account.program
     try:
         if report.vocab_size != token_bytes.vocab_size:
             raise OutputError(
                 f"result.json says vocab_size {report.vocab_size} but the tokenizer has {token_bytes.vocab_size}"
             )
+        if report.eval_seq_len is not None and report.eval_seq_len != spec.eval_seq_len:
+            account.notes.append(
+                f"result.json says eval_seq_len {report.eval_seq_len}; the harness scored at its own "
+                f"{spec.eval_seq_len}"
+            )
         nll = read_nll(
-            eval_out / "val_nll.f32",
-            num_val_tokens=int(val_tokens.size),
-            eval_seq_len=int(report.eval_seq_len or 0),
-            max_eval_seq_len=spec.limits.max_eval_seq_len,
+            eval_out / "val_nll.f32", num_val_tokens=int(val_tokens.size), eval_seq_len=spec.eval_seq_len
         )
-        check_rows(
-            eval_out / "check_rows.f32",
-            positions=positions,
-            nll=nll,
-            val_tokens=val_tokens,
-            vocab_size=token_bytes.vocab_size,
-        )
-        return score(nll, val_tokens, token_bytes)
+        return (nll, *score(nll, val_tokens, token_bytes))
+    except CoverageError as exc:
+        account.fail_check(IntegrityCheck.COVERAGE, str(exc))
     except (OutputError, ValueError) as exc:
         account.fail(RunStatus.INVALID, str(exc))
-        return None, None
-
-
-def _curve(gout: Path, account: _Account) -> list[CurvePoint]:
-    points, skipped = read_curve(gout / "curve.jsonl")
-    if skipped:
-        account.notes.append(f"skipped {skipped} malformed line(s) in curve.jsonl")
-    return points
-
-
-def _last_step(curve: list[CurvePoint]) -> int | None:
-    return curve[-1].step if curve else None
+    return None
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -8,8 +8,7 @@ pieces count 1, control/unknown/unused pieces 0, plus 1 for the leading space un
 token is a control (boundary) token. The two classic accounting bugs of public entries -- counting the
 space twice, or ``<0xNN>`` pieces as 3 bytes -- are exactly what these tables pin down.
 
-The shard reader is a deliberate small duplicate of ``baseline/shards.py``: the sandbox must not import
-the program's package.
+Shards are read by ``sandbox.shards``.
 """
 
 from __future__ import annotations
@@ -20,46 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-SHARD_MAGIC = 20240520
-SHARD_VERSION = 1
-SHARD_HEADER_INTS = 256
-SHARD_HEADER_BYTES = SHARD_HEADER_INTS * 4
 _SCORE_CHUNK = 1 << 22  # tokens per chunk: keeps scoring 62M validation tokens within ~100 MB
-
-
-class ShardFormatError(ValueError):
-    """A data shard is not in the challenge format; the message names the file and the fault."""
-
-
-def shard_paths(dataset_dir: Path, split: str) -> list[Path]:
-    """The dataset's ``fineweb_{split}_*.bin`` shards, in order."""
-    return sorted(Path(dataset_dir).glob(f"fineweb_{split}_*.bin"))
-
-
-def read_shard_tokens(path: Path, max_tokens: int | None = None) -> np.ndarray:
-    """One shard's tokens as uint16, after checking magic, version and that the size matches the header.
-
-    With ``max_tokens``, only that many tokens from the start of the shard are read.
-    """
-    path = Path(path)
-    size = path.stat().st_size
-    header = np.fromfile(path, dtype="<i4", count=SHARD_HEADER_INTS)
-    if header.size != SHARD_HEADER_INTS or int(header[0]) != SHARD_MAGIC or int(header[1]) != SHARD_VERSION:
-        raise ShardFormatError(f"{path}: not a challenge shard (bad header); rebuild the dataset")
-    num_tokens = int(header[2])
-    if size != SHARD_HEADER_BYTES + 2 * num_tokens:
-        raise ShardFormatError(
-            f"{path}: header says {num_tokens} tokens but the file is {size} bytes; the shard is truncated"
-        )
-    count = num_tokens if max_tokens is None else min(max_tokens, num_tokens)
-    return np.fromfile(path, dtype="<u2", count=count, offset=SHARD_HEADER_BYTES)
-
-
-def load_tokens(paths: list[Path]) -> np.ndarray:
-    """Concatenate shards in order (the contract's ``val``)."""
-    if not paths:
-        raise ShardFormatError("no shards given")
-    return np.concatenate([read_shard_tokens(p) for p in paths])
 
 
 @dataclass(frozen=True)

@@ -47,9 +47,7 @@ class Limits(BaseModel):
     max_open_files: int = 4096
     max_file_bytes: int = 8 * 1024**3
     max_log_bytes: int = 64 * 1024**2
-    # The harness accepts eval sequence lengths up to this; the NLL file must cover every target
-    # that fits in whole sequences of the length the program reports.
-    max_eval_seq_len: int = 65_536
+    max_eval_seq_len: int = 65_536  # the largest RunSpec.eval_seq_len accepted
 
 
 class DataPaths(BaseModel):
@@ -59,6 +57,73 @@ class DataPaths(BaseModel):
 
     dataset_dir: Path  # holds fineweb_train_*.bin and fineweb_val_*.bin
     tokenizer_path: Path  # SentencePiece .model
+
+
+class ProbeKind(StrEnum):
+    """How much of the validation stream the integrity probe re-scores (docs/contract.md)."""
+
+    PREFIX = "prefix"  # the first ~10% of the stream, cut inside it: cheap, run on every run
+    FULL = "full"  # the whole stream, cut near its end: what a parent of record must pass
+
+
+class IntegrityCheck(StrEnum):
+    """The harness checks a run must pass; a failed one is named in ``RunResult.failed_check``."""
+
+    COVERAGE = "coverage"  # the NLL file covers exactly the targets the harness's eval_seq_len fixes
+    CAUSALITY = "causality"  # NLL before the probe's cut unchanged when the tokens after it change
+    ROWS = "rows"  # dumped rows are normalized and agree with the scored NLL
+    TARGET_BLIND = "target-blind"  # the distribution at the cut does not depend on its (changed) target
+    TRAIN_TIME = "train-time"  # the program's train timer agrees with the harness's clock
+    PROBE = "probe"  # the probe eval itself ran to completion
+    DATA = "data"  # the validation shards, tokenizer and artifact were not changed by the program
+
+
+class IntegritySettings(BaseModel):
+    """How the harness checks that a score is causal and comes from the artifact alone.
+
+    After the scored eval, the harness runs the program's eval phase again on a *probe* stream: the
+    validation tokens up to a cut followed by other text, and asks for the full log-probability rows at
+    positions it chose only after the scored NLL file existed. The cut falls anywhere, not only at a
+    sequence boundary, so a look-ahead inside an eval window is caught too. The CPU's exact default is
+    measured (bench/results/integrity_cost.json).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    probe: ProbeKind = ProbeKind.PREFIX  # the strongest probe: every run gets the prefix one, FULL adds it
+    prefix_fraction: float = Field(0.1, gt=0, le=1)  # share of the scored targets a prefix probe covers
+    tail_tokens: int = Field(65_536, ge=1)  # changed tokens after the cut (rounded up to whole sequences)
+    rows: int = Field(32, ge=0)  # log-prob rows checked (one of them at the cut)
+    # An NLL value before the cut "changed" when it moved by more than abs + rel * |nll| nats. Float32
+    # reduction-order noise is ~1e-6 relative; an honest program on one device changes none.
+    nll_abs_tolerance: float = Field(1e-4, ge=0)
+    nll_rel_tolerance: float = Field(1e-4, ge=0)
+    # Kernel noise (GPU kernels picked by batch shape are not bitwise reproducible): the share of values
+    # that may change. 0 demands bitwise agreement. When it is above 0, the changes must also be
+    # smaller than max_abs_change nats each and unbiased: their mean, overall and at the row positions,
+    # within max(max_mean_shift_nats, noise_z standard errors).
+    max_changed_fraction: float = Field(0.0, ge=0, le=1)
+    max_abs_change: float = Field(0.5, gt=0)
+    max_mean_shift_nats: float = Field(1e-4, ge=0)
+    noise_z: float = Field(6.0, gt=0)
+
+
+class Plausibility(BaseModel):
+    """The harness's own earlier numbers a result is judged against (never the candidate's claims).
+
+    A failed judgement marks the result ``suspicious``; its status stays ok, and the controller keeps
+    it out of the parent pool until a run with the full integrity probe passes.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parent_bpb: float | None = None  # the parent's harness-measured val_bpb on the same tier
+    seed_bpb: float | None = None  # the lineage's seed program's, on the same tier
+    max_gain_over_parent_bpb: float = Field(0.1, ge=0)
+    max_gain_over_seed_bpb: float = Field(0.25, ge=0)
+    # Below this no 16 MB model has come near on natural text (large LLMs reach ~0.5-0.6 BPB on web
+    # text; the challenge ended at 1.06): it also judges the first run of a tier, which has no reference.
+    floor_bpb: float = Field(0.5, ge=0)
 
 
 class RunSpec(BaseModel):
@@ -76,14 +141,14 @@ class RunSpec(BaseModel):
     data: DataPaths
     limits: Limits = Field(default_factory=Limits)
     out_dir: Path  # the harness's folder for this run: logs, outputs, artifact
-    check_positions: int = 32  # random positions whose full log-prob rows are verified
+    # The harness's eval sequence length S (the challenge's is 1024): the NLL file must hold exactly
+    # ((N-1)//S)*S values, and the program is given EVAL_SEQ_LEN=S. What it reports is not used.
+    eval_seq_len: int = Field(1024, ge=1)
+    integrity: IntegritySettings = Field(default_factory=IntegritySettings)
+    plausibility: Plausibility = Field(default_factory=Plausibility)
     backend: Literal["local", "docker"] = "local"
     docker_image: str = "autogolf-trainer:latest"
     label: str = ""  # free text carried into logs and container labels (e.g. campaign/trial)
-    # Plausibility (a failed check marks the result ``suspicious``; the status stays ok):
-    reference_bpb: float | None = None  # the parent's val_bpb, when there is one
-    max_plausible_gain_bpb: float = 0.1  # a drop below reference_bpb by more than this is suspicious
-    max_val_below_train_nats: float = 0.5  # val_loss this far below the final train loss is suspicious
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -91,6 +156,10 @@ class RunSpec(BaseModel):
             raise ValueError("nproc must be at least 1")
         if self.gpus and len(self.gpus) != self.nproc:
             raise ValueError(f"nproc={self.nproc} but {len(self.gpus)} GPUs were given")
+        if self.eval_seq_len > self.limits.max_eval_seq_len:
+            raise ValueError(
+                f"eval_seq_len {self.eval_seq_len} is over limits.max_eval_seq_len {self.limits.max_eval_seq_len}"
+            )
         return self
 
 
@@ -111,6 +180,23 @@ class ArtifactBytes(BaseModel):
     @property
     def total(self) -> int:
         return self.code + self.model
+
+
+class IntegrityReport(BaseModel):
+    """What the integrity probe did and found; kept with every result it ran for."""
+
+    model_config = ConfigDict(frozen=True)
+
+    probe: ProbeKind
+    cut: int  # position of the first target the probe changed; NLL[0..cut) was compared
+    probe_targets: int  # NLL values the probe eval wrote
+    compared: int  # NLL values compared with the scored run (= cut)
+    changed: int  # of those, how many moved by more than the tolerance
+    max_abs_change: float  # largest |probe - scored| before the cut, nats
+    mean_change: float  # mean (probe - scored) before the cut, nats
+    rows_checked: int
+    probe_seconds: float  # harness wall clock of the probe eval
+    digest: str  # sha256 of the scored NLL file and the harness's salt: seeds the cut and the rows
 
 
 class RunResult(BaseModel):
@@ -134,6 +220,13 @@ class RunResult(BaseModel):
     suspicious: str = ""  # non-empty: plausibility check failed; keep out of the parent pool
     claimed_bpb: float | None = None  # what the program said; a log, not a score
     notes: list[str] = Field(default_factory=list)  # harness remarks that did not change the status
+    failed_check: IntegrityCheck | None = None  # the check that made the status what it is, if one did
+    probes: list[IntegrityReport] = Field(default_factory=list)  # the integrity probes it passed, in order
+
+    @property
+    def verified(self) -> bool:
+        """Scored, and passed the full integrity probe (what a parent of record needs)."""
+        return self.status is RunStatus.OK and any(p.probe is ProbeKind.FULL for p in self.probes)
 
     @property
     def counted(self) -> bool:

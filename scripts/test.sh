@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Install everything the tests need and run them. README's test command and .ci/run both call this.
-# As root on Debian it also installs the Docker engine and PostgreSQL so the `docker` and multi-worker
-# tests run against real servers; elsewhere those tests skip with a reason.
+# As root on Debian it also installs the Docker engine, PostgreSQL and bubblewrap so the `docker`,
+# multi-worker and confined-local tests run for real; elsewhere those tests skip with a reason.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
   command -v dockerd >/dev/null || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)
+  command -v bwrap >/dev/null || need+=(bubblewrap)  # confines the local sandbox backend (sandbox/confinement.py)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v chromium >/dev/null || need+=(chromium)  # renders the HTML report in tests/controller/test_report.py
   if [ ${#need[@]} -gt 0 ]; then

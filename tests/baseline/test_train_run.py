@@ -159,6 +159,7 @@ def test_train_without_val_files_then_eval_without_train_files(split_data, tiny_
 @pytest.mark.slow
 def test_sandbox_split_run_of_the_baseline_reports_the_train_phases_timer_and_steps(tiny_data, tmp_path):
     from sandbox import DataPaths, Limits, RunSpec, RunStatus, run
+    from sandbox.spec import IntegritySettings, ProbeKind
 
     program = tmp_path / "program"
     program.mkdir()
@@ -171,7 +172,8 @@ def test_sandbox_split_run_of_the_baseline_reports_the_train_phases_timer_and_st
         # generous: importing torch on a loaded 2-core machine can take many seconds per phase
         limits=Limits(train_seconds=120, eval_seconds=120, startup_grace_seconds=60),
         out_dir=tmp_path / "out",
-        check_positions=4,
+        eval_seq_len=128,
+        integrity=IntegritySettings(probe=ProbeKind.FULL, rows=4, tail_tokens=1024),
     )
     result = run(spec)
     assert result.status is RunStatus.OK, (result.reason, result.error_excerpt)
@@ -179,6 +181,11 @@ def test_sandbox_split_run_of_the_baseline_reports_the_train_phases_timer_and_st
     train_report = json.loads((tmp_path / "out" / "train" / "result.json").read_text())
     assert result.program_train_seconds == pytest.approx(train_report["train_seconds"])
     assert 0 < result.program_train_seconds <= result.train_seconds
+    # The real trainer is causal and scores from its artifact alone: both probes agree to the bit.
+    assert [(p.probe, p.changed, p.max_abs_change) for p in result.probes] == [
+        (ProbeKind.PREFIX, 0, 0.0),
+        (ProbeKind.FULL, 0, 0.0),
+    ]
 
 
 def test_a_phase_missing_its_data_exits_nonzero_naming_the_files(split_data, tiny_data, tmp_path):

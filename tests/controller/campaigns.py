@@ -70,12 +70,13 @@ def write_campaign(
     seed_program: Path = UNIGRAM_TRAINER,
     sampler: str = "random",
     pruner: str = "none",
+    tables: Mapping[str, Mapping[str, object]] | None = None,
 ) -> Path:
     """Write ``folder/<name>.toml`` (and its replay file) and return the TOML path.
 
     Defaults: explore and confirm on the ``proxy`` tier, code proposals only (mutate weight 1), no
     pruning (``pruner="median"`` prunes once one same-tier trial has completed), a random sampler (TPE
-    adds nothing to a few trials and costs time).
+    adds nothing to a few trials and costs time). ``tables`` adds whole tables (e.g. ``plausibility``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     replay_path = write_replay(folder / f"{name}_replay.jsonl", replay)
@@ -117,6 +118,7 @@ def write_campaign(
                 "study",
                 {"sampler": sampler, "pruner": pruner, "n_startup_trials": 2, "pruner_startup_trials": 1},
             ),
+            *(_table(name, values) for name, values in (tables or {}).items()),
         ]
     )
     path = folder / f"{name}.toml"

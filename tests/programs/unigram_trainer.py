@@ -3,7 +3,11 @@
 Standard library only, so it runs in any image that has python3. ``train`` counts token frequencies
 in the train shards and writes them (zlib) as the artifact; ``eval`` scores every validation target
 with the add-k smoothed unigram distribution and writes ``val_nll.f32``, the requested check rows and
-``result.json``. Hostile test programs import this module and break one thing at a time.
+``result.json``. Hostile test programs import this module and break one thing at a time; those that
+score differently (look-ahead, test-time training) give :func:`evaluate` their own ``scorer``: a
+function from the validation tokens and the artifact's log-probabilities to a list of per-position
+log-probability rows (one list per position, or one shared list) that the NLL and the check rows are
+both read from, as a real trainer reads both from one forward pass.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ KNOBS = [
     Knob("SLEEP_SECONDS", float, 0.0, low=0.0, high=2.0),
     Knob("VOCAB_SIZE", int, 512),
     Knob("EVAL_SEQ_LEN", int, 64, low=1, high=1024),
+    Knob("EVAL_SLEEP_SECONDS", float, 0.0, low=0.0, high=10.0),
     Knob("SEED", int, 1337),
     Knob("DATA_PATH", str, "./data/datasets/tiny_sp512"),
     Knob("TOKENIZER_PATH", str, "./data/tokenizers/tiny_512_bpe.model"),
@@ -120,7 +125,13 @@ def train(cfg: dict) -> dict:
     return report
 
 
-def evaluate(cfg: dict, train_report: dict | None) -> dict:
+def unigram_scorer(val, logp: list[float], n: int):
+    """The honest model: one distribution for every position."""
+    return lambda position: logp
+
+
+def evaluate(cfg: dict, train_report: dict | None, scorer=unigram_scorer) -> dict:
+    """Score targets val[1..n] with ``scorer(val, logp, n)`` (a function position -> log-prob row)."""
     started = time.perf_counter()
     with open(os.path.join(artifact_dir(), ARTIFACT_NAME), "rb") as f:
         counts = list(array.array("I", zlib.decompress(f.read())))
@@ -131,16 +142,13 @@ def evaluate(cfg: dict, train_report: dict | None) -> dict:
     val = load_split(cfg["DATA_PATH"], "val")
     seq_len = cfg["EVAL_SEQ_LEN"]
     n = ((len(val) - 1) // seq_len) * seq_len
-    nll = [-logp[val[i + 1]] for i in range(n)]
+    row_of = scorer(val, logp, n)
+    nll = [-row_of(i)[val[i + 1]] for i in range(n)]
     write_f32(os.path.join(out_dir(), "val_nll.f32"), nll)
-    positions_path = os.environ.get("GOLF_CHECK_POSITIONS")
-    if positions_path:
-        positions = array.array("q")
-        with open(positions_path, "rb") as f:
-            positions.frombytes(f.read())
-        if not LITTLE:
-            positions.byteswap()
-        write_f32(os.path.join(out_dir(), "check_rows.f32"), [x for _ in positions for x in logp])
+    positions = check_positions()
+    if positions is not None:
+        write_f32(os.path.join(out_dir(), "check_rows.f32"), [x for p in positions for x in row_of(p)])
+    time.sleep(cfg["EVAL_SLEEP_SECONDS"])
     val_loss = sum(nll) / max(1, n)
     script = os.path.abspath(sys.argv[0])
     report = {
@@ -159,6 +167,26 @@ def evaluate(cfg: dict, train_report: dict | None) -> dict:
     return report
 
 
+def check_positions() -> list[int] | None:
+    """The positions the harness asked rows for (GOLF_CHECK_POSITIONS), in file order, or None."""
+    path = os.environ.get("GOLF_CHECK_POSITIONS")
+    if not path:
+        return None
+    positions = array.array("q")
+    with open(path, "rb") as f:
+        positions.frombytes(f.read())
+    if not LITTLE:
+        positions.byteswap()
+    return list(positions)
+
+
+def normalized(logits: list[float]) -> list[float]:
+    """Log-softmax of a list, in plain Python."""
+    peak = max(logits)
+    total = peak + math.log(sum(math.exp(x - peak) for x in logits))
+    return [x - total for x in logits]
+
+
 def write_json(path: str, data: dict) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
@@ -166,12 +194,12 @@ def write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def main() -> None:
+def main(scorer=unigram_scorer) -> None:
     cfg = settings()
     phase = os.environ.get("GOLF_PHASE", "all")
     train_report = train(cfg) if phase in ("train", "all") else None
     if phase in ("eval", "all"):
-        evaluate(cfg, train_report)
+        evaluate(cfg, train_report, scorer)
 
 
 if __name__ == "__main__":

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from sandbox.spec import DataPaths, Limits, RunSpec
+from sandbox.spec import DataPaths, IntegritySettings, Limits, RunSpec
 from tests.sandbox.docker_env import docker_image  # noqa: F401  (a fixture used by backend_name)
 
 HOSTILE_DIR = Path(__file__).parent / "programs"
 UNIGRAM_TRAINER = Path(__file__).parent.parent / "programs" / "unigram_trainer.py"
 # Short but not so short that a loaded 2-core machine turns honest runs into timeouts.
 FAST_LIMITS = Limits(train_seconds=20, eval_seconds=20, startup_grace_seconds=10, max_log_bytes=1 << 20)
+# The tiny validation split has ~25k tokens: at the challenge's 65,536-token tail every prefix probe
+# would be the whole stream, so tests use a short tail and get a real prefix (cut at 5-10%).
+TEST_INTEGRITY = IntegritySettings(tail_tokens=1024)
+TEST_EVAL_SEQ_LEN = 64  # the unigram trainer's own default
 
 
 @pytest.fixture(params=["local", pytest.param("docker", marks=pytest.mark.docker)])
@@ -78,6 +84,8 @@ def make_spec(tiny_data, tmp_path, backend_name, request) -> Callable[..., RunSp
         n = next(counter)
         marker = f"autogolf-test-{uuid.uuid4().hex}"
         fields.setdefault("limits", FAST_LIMITS)
+        fields.setdefault("integrity", TEST_INTEGRITY)
+        fields.setdefault("eval_seq_len", TEST_EVAL_SEQ_LEN)
         fields.setdefault(
             "data", DataPaths(dataset_dir=tiny_data.dataset_dir, tokenizer_path=tiny_data.tokenizer_path)
         )
@@ -92,3 +100,21 @@ def make_spec(tiny_data, tmp_path, backend_name, request) -> Callable[..., RunSp
         )
 
     return build
+
+
+@pytest.fixture
+def harness_secret(monkeypatch) -> Iterator[str]:
+    """An API key in the harness's environment, and a live process of the harness that holds it.
+
+    /proc/<pid>/environ shows the environment a process was started with, not what it set since, so
+    a key set in this test process alone is no test; a real controller got its key at start. The
+    helper started here (as the controller starts its own) carries it from its start.
+    """
+    secret = f"sk-harness-secret-{uuid.uuid4().hex}"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    try:
+        yield secret
+    finally:
+        helper.kill()
+        helper.wait()

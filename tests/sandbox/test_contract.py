@@ -11,9 +11,9 @@ import json
 import numpy as np
 import pytest
 
-from sandbox import RunStatus, run
-from sandbox.spec import ProgressEvent
-from tests.sandbox.conftest import FAST_LIMITS, assert_nothing_left
+from sandbox import RunStatus, probe_bwrap, run
+from sandbox.spec import IntegrityCheck, ProbeKind, ProgressEvent
+from tests.sandbox.conftest import FAST_LIMITS, TEST_INTEGRITY, assert_nothing_left
 
 TIGHT = FAST_LIMITS.model_copy(
     update={"train_seconds": 1.0, "eval_seconds": 1.0, "startup_grace_seconds": 1.5}
@@ -37,6 +37,10 @@ def test_honest_program_is_scored_by_the_harness(make_spec, phases):
     assert result.artifact.model == sum(p.stat().st_size for p in (spec.out_dir / "artifact").iterdir())
     assert [p.step for p in result.curve] == [1, 2, 3, 4]
     assert result.steps == 4 and not result.suspicious
+    (check,) = result.probes
+    assert check.probe is ProbeKind.PREFIX and check.changed == 0 and check.rows_checked == 32
+    assert 0 < check.cut == check.compared < check.probe_targets < nll.size  # a real prefix of the stream
+    assert not result.verified  # only a full probe makes a result fit to be a parent of record
     stored = json.loads((spec.out_dir / "result.json").read_text())
     assert stored["status"] == "ok" and stored["val_bpb"] == result.val_bpb
     if phases == "split":
@@ -106,23 +110,118 @@ def test_reading_validation_data_while_training_crashes(make_spec):
 
 
 @pytest.mark.parametrize(
-    ("tamper", "reason"),
+    ("tamper", "reason", "check"),
     [
-        ("short_nll", "validation tokens at eval_seq_len"),
-        ("nan_nll", "NaN or infinite"),
-        ("negative_nll", "is negative"),
-        ("unnormalized_rows", "is not normalized"),
-        ("disagreeing_rows", "but val_nll.f32 says"),
-        ("wrong_vocab", "vocab_size 513 but the tokenizer has 512"),
-        ("symlink_artifact", "link or special file"),
+        ("short_nll", "validation tokens at the harness's eval_seq_len 64 need", IntegrityCheck.COVERAGE),
+        (
+            "claimed_seq_len",
+            "validation tokens at the harness's eval_seq_len 64 need",
+            IntegrityCheck.COVERAGE,
+        ),
+        ("nan_nll", "NaN or infinite", None),
+        ("negative_nll", "is negative", None),
+        ("unnormalized_rows", "is not normalized", IntegrityCheck.ROWS),
+        ("disagreeing_rows", "but val_nll.f32 says", IntegrityCheck.ROWS),
+        ("wrong_vocab", "vocab_size 513 but the tokenizer has 512", None),
+        ("symlink_artifact", "link or special file", None),
     ],
 )
-def test_broken_outputs_are_invalid_with_the_reason(make_spec, tamper, reason):
+def test_broken_outputs_are_invalid_with_the_reason(make_spec, tamper, reason, check):
     spec = make_spec("tamper_outputs", knobs={"TAMPER": tamper})
     result = run(spec)
     assert result.status is RunStatus.INVALID
     assert reason in result.reason
+    assert result.failed_check is check
+    if check is not None:
+        assert result.reason.startswith(f"integrity check '{check}' failed: ")
     assert result.val_bpb is None
+
+
+@pytest.mark.parametrize("phases", ["split", "all"])
+def test_look_ahead_at_the_whole_stream_fails_causality(make_spec, phases):
+    result = run(make_spec("looks_ahead", phases=phases))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.CAUSALITY
+    assert "changed when the tokens after it were replaced" in result.reason
+    assert result.val_bpb is None and result.probes == []
+
+
+def test_look_ahead_fails_the_full_probe_too(make_spec):
+    full = TEST_INTEGRITY.model_copy(update={"probe": ProbeKind.FULL})
+    result = run(make_spec("looks_ahead", integrity=full, knobs={"LOOKAHEAD_WEIGHT": "0.02"}))
+    assert result.failed_check is IntegrityCheck.CAUSALITY, result.reason
+
+
+def test_a_look_ahead_inside_each_eval_window_fails_causality(make_spec):
+    """Caught because the cut falls anywhere, not only at a sequence boundary."""
+    result = run(make_spec("peeks_in_window"))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.CAUSALITY, result.reason
+
+
+def test_honest_only_where_rows_are_checked_fails(make_spec):
+    """The old hole: positions known before the NLL file is written, rows honest exactly there."""
+    result = run(make_spec("boosts_targets", knobs={"BOOST": "unchecked"}))
+    assert result.status is RunStatus.INVALID
+    assert result.failed_check in (IntegrityCheck.CAUSALITY, IntegrityCheck.TARGET_BLIND), result.reason
+
+
+def test_rows_built_around_their_targets_fail_target_blind(make_spec):
+    result = run(make_spec("boosts_targets", knobs={"BOOST": "everywhere"}))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.TARGET_BLIND
+    assert "the distribution depends on the target it scores" in result.reason
+
+
+def test_claimed_perfection_is_not_a_score(make_spec):
+    """Train loss 0, NLL 0 and one-hot rows: normalized and self-consistent, and still refused."""
+    result = run(make_spec("perfect_claims"))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.TARGET_BLIND
+    assert result.val_bpb is None
+
+
+def test_scoring_a_model_the_artifact_does_not_hold_fails_causality(make_spec):
+    result = run(make_spec("scores_memory", phases="all"))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.CAUSALITY
+    assert "something the artifact does not hold" in result.reason
+
+
+def test_a_crash_in_the_probe_names_the_probe(make_spec):
+    result = run(make_spec("tamper_outputs", knobs={"TAMPER": "crash_in_probe"}))
+    assert result.status is RunStatus.CRASHED and result.failed_check is IntegrityCheck.PROBE
+    assert result.reason.startswith(
+        "integrity check 'probe' failed: integrity probe's eval (prefix) exited with code 1"
+    )
+    assert "only when rows are asked for" in result.error_excerpt
+
+
+def test_a_probe_that_links_to_the_scored_nll_is_refused(make_spec):
+    result = run(make_spec("tamper_outputs", knobs={"TAMPER": "link_probe_nll"}))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.PROBE
+    assert "val_nll.f32 is a link" in result.reason
+
+
+@pytest.mark.parametrize(
+    ("program", "knobs"),
+    [
+        ("score_first_ttt", {}),  # legal test-time training: updates only on scored tokens
+        ("float_noise", {}),  # causal, with float noise that differs between runs
+        (None, {"EVAL_SLEEP_SECONDS": "1.5"}),  # an eval phase slower than its train phase
+    ],
+)
+@pytest.mark.parametrize("probe", [ProbeKind.PREFIX, ProbeKind.FULL])
+def test_honest_controls_pass_every_integrity_check(make_spec, program, knobs, probe):
+    spec = make_spec(program, knobs=knobs, integrity=TEST_INTEGRITY.model_copy(update={"probe": probe}))
+    result = run(spec)
+    assert result.status is RunStatus.OK, (result.reason, result.error_excerpt)
+    assert [p.probe for p in result.probes] == [ProbeKind.PREFIX] + (
+        [ProbeKind.FULL] if probe is ProbeKind.FULL else []
+    )
+    assert result.failed_check is None
+    assert result.verified is (probe is ProbeKind.FULL)
+
+
+def test_legal_test_time_training_really_adapts(make_spec):
+    """The TTT control is not a disguised unigram: it scores better than the plain model."""
+    plain, adapted = run(make_spec()), run(make_spec("score_first_ttt"))
+    assert adapted.val_bpb < plain.val_bpb - 0.002
 
 
 def test_program_timer_above_the_harness_clock_is_invalid(make_spec):
@@ -131,11 +230,21 @@ def test_program_timer_above_the_harness_clock_is_invalid(make_spec):
     assert "program timer disagrees with the harness" in result.reason
 
 
+def test_training_through_the_start_up_grace_is_invalid(make_spec):
+    """Trains (sleeps) 6 s and claims 1 s: within the phase's 8 s wall limit (4 s + 4 s of start-up
+    grace), so it is not killed, but 5 s are unaccounted for (the issue's 30.4 s against 20 + 15)."""
+    limits = FAST_LIMITS.model_copy(update={"train_seconds": 4.0, "startup_grace_seconds": 4.0})
+    knobs = {"TAMPER": "timer_lie", "TIMER_LIE_SLEEP": "6", "TIMER_LIE_SECONDS": "1.0"}
+    result = run(make_spec("tamper_outputs", knobs=knobs, limits=limits))
+    assert result.status is RunStatus.INVALID and result.failed_check is IntegrityCheck.TRAIN_TIME
+    assert "unaccounted for, more than the 4 s allowed" in result.reason
+
+
 def test_program_timer_over_the_train_limit_is_a_timeout(make_spec):
     limits = FAST_LIMITS.model_copy(update={"train_seconds": 0.2})
     knobs = {"TAMPER": "timer_lie", "TIMER_LIE_SLEEP": "1.6", "TIMER_LIE_SECONDS": "1.5"}
     result = run(make_spec("tamper_outputs", knobs=knobs, limits=limits))
-    assert result.status is RunStatus.TIMEOUT
+    assert result.status is RunStatus.TIMEOUT and result.failed_check is IntegrityCheck.TRAIN_TIME
     assert "train timer reads 1.5 s" in result.reason
 
 
@@ -181,17 +290,21 @@ def test_on_event_sees_progress_and_stop_prunes_the_run(make_spec):
     assert_nothing_left(marker_of(spec))
 
 
-def test_network_is_unreachable_inside_docker(make_spec, backend_name):
-    if backend_name != "docker":
-        pytest.skip("only the docker backend cuts the network")
+def _skip_unless_a_boundary(backend_name: str) -> None:
+    """Docker is always one; the local backend is one where bubblewrap works (its confined mode)."""
+    if backend_name == "local" and probe_bwrap().bwrap is None:
+        pytest.skip("the local backend is unconfined here (no working bwrap): no boundary to test")
+
+
+def test_network_is_unreachable_inside_the_sandbox(make_spec, backend_name):
+    _skip_unless_a_boundary(backend_name)
     result = run(make_spec("network_socket"))
     assert result.status is RunStatus.CRASHED
     assert "Error" in result.error_excerpt
 
 
-def test_writing_outside_the_output_folder_fails_inside_docker(make_spec, backend_name, tiny_data):
-    if backend_name != "docker":
-        pytest.skip("only the docker backend mounts the program and data read-only")
+def test_writing_outside_the_output_folder_fails_inside_the_sandbox(make_spec, backend_name, tiny_data):
+    _skip_unless_a_boundary(backend_name)
     spec = make_spec("write_outside")
     result = run(spec)
     assert result.status is RunStatus.CRASHED

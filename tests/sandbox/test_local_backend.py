@@ -1,8 +1,9 @@
 """The local backend, driven through ``Backend.execute`` with tiny stdlib-only programs.
 
-The kill and containment tests run against every containment this machine offers (the probed one, and
-the weaker fallbacks built from it), so that a machine without PID namespaces or cgroups still has its
-fallback checked, and this one checks all of them.
+The kill and containment tests run against every containment this machine offers (confined by bwrap
+over the probed mechanisms, and the unconfined fallbacks built from them), so that a machine without
+bwrap, PID namespaces or cgroups still has its fallback checked, and this one checks all of them.
+What a confined phase can see and write is in tests/sandbox/test_local_confinement.py.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from pathlib import Path
 import pytest
 
 from sandbox.backend import PhaseInvocation
+from sandbox.confinement import Isolation
 from sandbox.containment import Containment, is_running, probe_containment
 from sandbox.errors import SandboxUnavailable
 from sandbox.local import LocalBackend, measure_noop_seconds
+from sandbox.local_launch import prepare_launch
 from sandbox.spec import Limits, Phase
+from tests.sandbox.conftest import processes_with
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the local backend needs Linux /proc")
 
@@ -40,21 +44,36 @@ def _variants(probed: Containment) -> dict[str, Containment]:
         variants["cgroup"] = Containment(unshare_prefix=None, cgroups=probed.cgroups)
     if probed.unshare_prefix is not None:
         variants["pidns"] = Containment(unshare_prefix=probed.unshare_prefix, cgroups=None)
-    variants["probed"] = probed
+    variants["unconfined"] = Containment(unshare_prefix=probed.unshare_prefix, cgroups=probed.cgroups)
+    if probed.bwrap is not None:
+        variants["confined"] = probed
+        # bwrap alone: no PID namespace or cgroup around it, only the shim as subreaper.
+        variants["confined-bare"] = Containment(unshare_prefix=None, cgroups=None, bwrap=probed.bwrap)
     return variants
 
 
-@pytest.fixture(params=["probed", "pidns", "cgroup", "subreaper"])
+@pytest.fixture(params=["confined", "confined-bare", "unconfined", "pidns", "cgroup", "subreaper"])
 def any_backend(request, probed) -> LocalBackend:
     variants = _variants(probed)
     if request.param not in variants:
-        pytest.skip(f"containment {request.param!r} is not available on this machine")
+        reason = f"; bwrap: {probed.unconfined_because}" if "confined" in request.param else ""
+        pytest.skip(f"containment {request.param!r} is not available on this machine{reason}")
     return LocalBackend(variants[request.param], term_grace_seconds=GRACE_SECONDS)
 
 
 @pytest.fixture
 def backend(probed) -> LocalBackend:
+    """The backend as it is used: whatever the probe found (confined wherever bwrap works)."""
     return LocalBackend(probed, term_grace_seconds=GRACE_SECONDS)
+
+
+@pytest.fixture(params=["confined", "unconfined"])
+def either_mode(request, probed) -> LocalBackend:
+    """The probed mechanisms with and without bwrap: for behaviour both modes must have."""
+    variants = _variants(probed)
+    if request.param not in variants:
+        pytest.skip(f"bwrap does not work here: {probed.unconfined_because}")
+    return LocalBackend(variants[request.param], term_grace_seconds=GRACE_SECONDS)
 
 
 def _invocation(tmp_path: Path, source: str, **overrides) -> PhaseInvocation:
@@ -117,46 +136,49 @@ def test_infinite_loop_times_out_and_leaves_no_process(tmp_path, any_backend):
     assert _marked("TEST_MARKER", marker) == []
 
 
-# The grandchild detaches (double fork + setsid), records its pid, and then (in the "wiped" case)
-# replaces itself with a process whose environment is empty, so no environment scan can find it.
-# /proc is the host's (the backend mounts no new one), so /proc/self names the host pid.
+# The grandchild detaches (double fork + setsid) and re-executes itself with a token in its command
+# line, keeping its environment ("marked") or wiping it ("wiped"), so that no environment scan can find
+# it. It says it is up by creating a file; the test looks for the token on the host afterwards. (Its
+# pid would not do: confined, and unconfined where /proc is the namespace's own, it is not the host's.)
 DETACHING_PROGRAM = """
     import os, sys, time
-    pid_file = os.path.join(os.environ["GOLF_OUT"], "grandchild.pid")
+    ready = os.path.join(os.environ["GOLF_OUT"], "grandchild.ready")
     if os.fork() == 0:
         os.setsid()
         if os.fork() == 0:
-            with open(pid_file + ".tmp", "w") as f:
-                f.write(os.readlink("/proc/self"))  # the host's pid, also inside a PID namespace
-            os.rename(pid_file + ".tmp", pid_file)
-            if {wipe_env}:
-                os.execve(sys.executable, [sys.executable, "-c", "import time; time.sleep(60)"], {{}})
-            time.sleep(60)
+            sleeper = "import sys, time; open(sys.argv[1], 'w').close(); time.sleep(60)"
+            argv = [sys.executable, "-c", sleeper, ready, "{token}"]
+            os.execve(sys.executable, argv, {{}} if {wipe_env} else dict(os.environ))
         os._exit(0)
-    while not os.path.exists(pid_file):
+    while not os.path.exists(ready):
         time.sleep(0.01)
     {after}
 """
 
 
+def _detaching(wipe_env: bool, after: str) -> tuple[str, str]:
+    token = f"autogolf-grandchild-{uuid.uuid4().hex}"
+    return DETACHING_PROGRAM.format(wipe_env=wipe_env, after=after, token=token), token
+
+
 @pytest.mark.parametrize("wipe_env", [False, True], ids=["marked", "wiped-env"])
 def test_setsid_detached_child_is_killed_when_the_program_exits(tmp_path, any_backend, wipe_env):
-    source = DETACHING_PROGRAM.format(wipe_env=wipe_env, after="print('parent done')")
+    source, token = _detaching(wipe_env, after="print('parent done')")
     inv = _invocation(tmp_path, source)
     outcome = any_backend.execute(inv, threading.Event())
     assert outcome.exit_code == 0, (tmp_path / "out" / "log.txt").read_text()
-    grandchild = int((tmp_path / "out" / "grandchild.pid").read_text())
-    assert not is_running(grandchild)
+    assert (tmp_path / "out" / "grandchild.ready").exists()
+    assert processes_with(token) == []
     assert outcome.wall_seconds < 5.0
 
 
 def test_setsid_detached_child_is_killed_at_timeout(tmp_path, any_backend):
-    source = DETACHING_PROGRAM.format(wipe_env=True, after="time.sleep(60)")
+    source, token = _detaching(True, after="time.sleep(60)")
     inv = _invocation(tmp_path, source, wall_timeout_seconds=1.5)
     outcome = any_backend.execute(inv, threading.Event())
     assert outcome.timed_out
-    grandchild = int((tmp_path / "out" / "grandchild.pid").read_text())
-    assert not is_running(grandchild)
+    assert (tmp_path / "out" / "grandchild.ready").exists()
+    assert processes_with(token) == []
 
 
 def test_stop_event_ends_the_run_quickly(tmp_path, any_backend):
@@ -341,7 +363,7 @@ def test_sigkill_the_harness_did_not_send_counts_as_oom(tmp_path, backend):
 # ---------------------------------------------------------------------------- environment, files
 
 
-def test_environment_is_scrubbed_and_carries_the_contract(tmp_path, backend, monkeypatch):
+def test_environment_is_scrubbed_and_carries_the_contract(tmp_path, either_mode, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-leak")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "must-not-leak")
     source = """
@@ -355,34 +377,44 @@ def test_environment_is_scrubbed_and_carries_the_contract(tmp_path, backend, mon
         tmp_path,
         source,
         phase=Phase.EVAL,
-        knob_env={"ITERATIONS": "7", "DATA_PATH": "/somewhere/else"},
+        knob_env={"ITERATIONS": "7", "DATA_PATH": "/somewhere/else", "EVAL_SEQ_LEN": "99"},
         check_positions_path=positions,
+        eval_seq_len=64,
     )
-    outcome = backend.execute(inv, threading.Event())
+    outcome = either_mode.execute(inv, threading.Event())
     assert outcome.exit_code == 0, inv.log_path.read_text()
     seen = json.loads((inv.out_dir / "env.json").read_text())
     env = seen["env"]
     assert "OPENAI_API_KEY" not in env and "AWS_SECRET_ACCESS_KEY" not in env
     assert env["GOLF_PHASE"] == "eval"
-    assert env["GOLF_OUT"] == str(inv.out_dir)
-    assert env["GOLF_ARTIFACT_DIR"] == str(inv.artifact_dir)
-    assert env["GOLF_CHECK_POSITIONS"] == str(positions)
+    if either_mode.isolation is Isolation.CONFINED:  # the /golf view, as under Docker
+        assert env["GOLF_OUT"] == "/golf/out" and env["GOLF_ARTIFACT_DIR"] == "/golf/artifact"
+        assert env["DATA_PATH"] == "/golf/data" and env["TOKENIZER_PATH"] == "/golf/tokenizer/tok.model"
+        assert env["GOLF_CHECK_POSITIONS"] == "/golf/check_positions.i64"
+        assert env["HOME"] == "/golf/home" and env["TMPDIR"] == "/tmp"
+        assert seen["cwd"] == "/golf/work"
+    else:
+        assert env["GOLF_OUT"] == str(inv.out_dir)
+        assert env["GOLF_ARTIFACT_DIR"] == str(inv.artifact_dir)
+        assert env["GOLF_CHECK_POSITIONS"] == str(positions)
+        assert env["DATA_PATH"] != "/somewhere/else"  # a knob cannot redirect the phase's data
+        # The working directory and HOME are the run's own, removed afterwards.
+        assert Path(seen["cwd"]).parent == Path(env["HOME"])
+        assert not Path(env["HOME"]).exists()
     assert env["ITERATIONS"] == "7"
-    assert env["DATA_PATH"] != "/somewhere/else"  # a knob cannot redirect the phase's data
+    assert env["EVAL_SEQ_LEN"] == "64"  # the harness's, not the knob's
     assert env["CUDA_VISIBLE_DEVICES"] == ""
     assert env["PYTHONUNBUFFERED"] == "1" and env["LC_ALL"] == "C.UTF-8"
     allowed = {
         "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
         "CUDA_VISIBLE_DEVICES", "GOLF_PHASE", "GOLF_OUT", "GOLF_ARTIFACT_DIR", "GOLF_CHECK_POSITIONS",
-        "DATA_PATH", "TOKENIZER_PATH", "ITERATIONS", "AUTOGOLF_RUN_MARKER",
+        "DATA_PATH", "TOKENIZER_PATH", "ITERATIONS", "EVAL_SEQ_LEN", "AUTOGOLF_RUN_MARKER",
+        "PWD",  # set by bwrap's --chdir
     }  # fmt: skip
     assert set(env) <= allowed
-    # The working directory and HOME are the run's own, removed afterwards.
-    assert Path(seen["cwd"]).parent == Path(env["HOME"])
-    assert not Path(env["HOME"]).exists()
 
 
-def test_data_dir_shows_only_the_phase_files(tmp_path, backend):
+def test_data_dir_shows_only_the_phase_files(tmp_path, either_mode):
     shards = tmp_path / "dataset"
     shards.mkdir()
     for name in ("fineweb_train_000000.bin", "fineweb_train_000001.bin", "fineweb_val_000000.bin"):
@@ -398,17 +430,20 @@ def test_data_dir_shows_only_the_phase_files(tmp_path, backend):
     """
     train = (shards / "fineweb_train_000000.bin", shards / "fineweb_train_000001.bin")
     inv = _invocation(tmp_path, source, data_files=train)
-    outcome = backend.execute(inv, threading.Event())
+    outcome = either_mode.execute(inv, threading.Event())
     assert outcome.exit_code == 0, inv.log_path.read_text()
     seen = json.loads((inv.out_dir / "data.json").read_text())
-    assert seen["listing"] == {
+    expected = {
         "fineweb_train_000000.bin": "fineweb_train_000000.bin",
         "fineweb_train_000001.bin": "fineweb_train_000001.bin",
-        "tok.model": "tokenizer",
     }
+    if either_mode.isolation is Isolation.UNCONFINED:
+        expected["tok.model"] = "tokenizer"  # confined, it is in /golf/tokenizer, as under Docker
+    assert seen["listing"] == expected
     assert seen["tokenizer"] == "tokenizer"
     assert not (inv.program_dir / "relative_junk.txt").exists()
-    assert not Path(seen["cwd"]).exists()
+    if either_mode.isolation is Isolation.UNCONFINED:
+        assert not Path(seen["cwd"]).exists()
     assert sorted(p.name for p in shards.iterdir())[-1] == "fineweb_val_000000.bin"  # data untouched
 
 
@@ -448,27 +483,50 @@ def test_run_cgroups_are_removed_afterwards(tmp_path, backend):
     plan = backend.containment.cgroups
     if plan is None:
         pytest.skip("no writable cgroup hierarchy on this machine")
-    # The program reports the cgroups it ran in; other runs on the machine may come and go meanwhile.
+    # Read from the host while the program waits: a confined program's /proc/self/cgroup shows only
+    # "/" (its own cgroup namespace). Other runs on the machine may come and go meanwhile.
+    marker = uuid.uuid4().hex
     source = """
-        import os
-        with open(os.path.join(os.environ["GOLF_OUT"], "cgroups.txt"), "w") as f:
-            f.write(open("/proc/self/cgroup").read())
+        import os, time
+        out = os.environ["GOLF_OUT"]
+        open(os.path.join(out, "ready"), "w").close()
+        deadline = time.monotonic() + 10
+        while not os.path.exists(os.path.join(out, "seen")) and time.monotonic() < deadline:
+            time.sleep(0.02)
     """
-    backend.execute(_invocation(tmp_path, source), threading.Event())
-    lines = (tmp_path / "out" / "cgroups.txt").read_text().splitlines()
+    inv = _invocation(tmp_path, source, knob_env={"TEST_MARKER": marker})
+    lines: list[str] = []
+
+    def look() -> None:
+        _wait_for_file(tmp_path / "out" / "ready")
+        for pid in _marked("TEST_MARKER", marker):
+            lines.extend(Path(f"/proc/{pid}/cgroup").read_text().splitlines())
+        (tmp_path / "out" / "seen").touch()
+
+    watcher = threading.Thread(target=look)
+    watcher.start()
+    backend.execute(inv, threading.Event())
+    watcher.join()
     names = {line.rsplit("/", 1)[-1] for line in lines if "/autogolf-" in line}
     assert names, f"the run was not placed in an autogolf cgroup: {lines}"
     left = [parent / name for parent in plan.parents.values() for name in names if (parent / name).exists()]
     assert left == []
 
 
-def test_multi_process_runs_go_through_torchrun(tmp_path, backend):
+def test_multi_process_runs_go_through_torchrun(tmp_path, either_mode):
     inv = _invocation(tmp_path, "pass\n", nproc=4, gpus=(0, 1, 2, 3))
-    argv = backend._argv(inv, tmp_path / "status.json", None)
-    program = argv[argv.index("--") + 1 :]
+    (tmp_path / "run").mkdir()
+    launch = prepare_launch(
+        inv, tmp_path / "run", containment=either_mode.containment, cgroup=None, marker="m"
+    )
+    last = len(launch.argv) - 1 - launch.argv[::-1].index("--")
+    program = launch.argv[last + 1 :]
     assert program[1:5] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=4"]
-    assert program[-1] == str(inv.program_dir / "prog.py")
-    assert "--rlimit=as=" not in " ".join(argv)  # no address-space limit on GPU runs
+    confined = either_mode.isolation is Isolation.CONFINED
+    entry = "/golf/program/prog.py" if confined else str(inv.program_dir / "prog.py")
+    assert program[-1] == entry
+    assert "--rlimit=as=" not in " ".join(launch.argv)  # no address-space limit on GPU runs
+    launch.close_fds()
 
 
 def test_noop_benchmark_measures_a_positive_time(backend):

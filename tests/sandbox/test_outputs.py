@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from sandbox.outputs import (
+    CoverageError,
     OutputError,
-    check_rows,
     last_traceback,
     measure_artifact,
     read_curve,
     read_nll,
     read_program_report,
-    sample_check_positions,
+    read_rows,
 )
 from sandbox.progress import CurveTailer
 
@@ -29,23 +29,17 @@ def write_f32(path, values):
     return path
 
 
-def test_nll_length_must_cover_whole_sequences(tmp_path):
-    # 101 tokens -> 100 targets; at eval_seq_len 30 exactly 90 must be scored.
+def test_nll_length_must_cover_whole_sequences_of_the_harness_length(tmp_path):
+    # 101 tokens -> 100 targets; at the harness's eval_seq_len 30 exactly 90 must be scored.
     path = write_f32(tmp_path / "val_nll.f32", np.ones(90))
-    assert read_nll(path, num_val_tokens=101, eval_seq_len=30, max_eval_seq_len=64).size == 90
+    assert read_nll(path, num_val_tokens=101, eval_seq_len=30).size == 90
     write_f32(path, np.ones(89))
-    with pytest.raises(OutputError, match="holds 89 values .* need 90"):
-        read_nll(path, num_val_tokens=101, eval_seq_len=30, max_eval_seq_len=64)
-
-
-def test_nll_rejects_sequence_lengths_that_skip_most_targets(tmp_path):
-    path = write_f32(tmp_path / "val_nll.f32", np.ones(60))  # 100 targets at S=60: 60 scored
-    assert read_nll(path, num_val_tokens=101, eval_seq_len=60, max_eval_seq_len=64).size == 60
-    write_f32(path, np.ones(0))
-    with pytest.raises(OutputError, match="outside 1..64"):
-        read_nll(path, num_val_tokens=101, eval_seq_len=99, max_eval_seq_len=64)
-    with pytest.raises(OutputError, match="at least half"):
-        read_nll(path, num_val_tokens=101, eval_seq_len=101, max_eval_seq_len=128)
+    with pytest.raises(CoverageError, match="holds 89 values .* at the harness's eval_seq_len 30 need 90"):
+        read_nll(path, num_val_tokens=101, eval_seq_len=30)
+    # What a program that claims eval_seq_len 51 would write covers half: the harness's 30 decides.
+    write_f32(path, np.ones(51))
+    with pytest.raises(CoverageError, match="holds 51 values"):
+        read_nll(path, num_val_tokens=101, eval_seq_len=30)
 
 
 @pytest.mark.parametrize(
@@ -56,7 +50,7 @@ def test_nll_rejects_nan_infinite_and_negative_values(tmp_path, bad, message):
     values[17] = bad
     path = write_f32(tmp_path / "val_nll.f32", values)
     with pytest.raises(OutputError, match=f"position 17 .*{message}"):
-        read_nll(path, num_val_tokens=101, eval_seq_len=30, max_eval_seq_len=64)
+        read_nll(path, num_val_tokens=101, eval_seq_len=30)
 
 
 def uniform_rows(count):
@@ -66,33 +60,27 @@ def uniform_rows(count):
 def test_normalized_rows_that_agree_with_the_nll_pass_and_tampered_ones_fail(tmp_path):
     val = np.arange(20, dtype=np.uint16) % VOCAB
     nll = np.full(19, math.log(VOCAB), dtype=np.float32)
-    positions = np.array([2, 5, 7])
+    positions = np.array([7, 2, 5])  # in the order asked, not sorted
+
+    def rows(nll_values=nll):
+        return read_rows(path, positions, VOCAB, val, nll_values)
+
     path = write_f32(tmp_path / "check_rows.f32", uniform_rows(3))
-    check_rows(path, positions=positions, nll=nll, val_tokens=val, vocab_size=VOCAB)
+    assert rows().shape == (3, VOCAB)
 
     write_f32(path, uniform_rows(3) + math.log(277))  # the famous "sums to ~277" cache
     with pytest.raises(OutputError, match="not normalized .*sum to 277"):
-        check_rows(path, positions=positions, nll=nll, val_tokens=val, vocab_size=VOCAB)
+        rows()
 
     lying = nll.copy()
     lying[5] = 0.5
     write_f32(path, uniform_rows(3))
     with pytest.raises(OutputError, match="at position 5 the row gives NLL 2.07944"):
-        check_rows(path, positions=positions, nll=lying, val_tokens=val, vocab_size=VOCAB)
+        rows(lying)
 
     write_f32(path, uniform_rows(2))
     with pytest.raises(OutputError, match="3 rows of 8 float32 need 96"):
-        check_rows(path, positions=positions, nll=nll, val_tokens=val, vocab_size=VOCAB)
-
-
-def test_check_positions_are_distinct_in_range_and_unpredictable():
-    first = sample_check_positions(1001, 32, seed=7)
-    second = sample_check_positions(1001, 32, seed=7)
-    for positions in (first, second):
-        assert positions.size == 32 and np.unique(positions).size == 32
-        assert positions.min() >= 0 and positions.max() < 500
-    assert not np.array_equal(first, second), "the secret salt must change positions for the same seed"
-    assert sample_check_positions(5, 32, seed=1).tolist() == [0, 1]  # capped to the range's size
+        rows()
 
 
 def test_result_json_must_be_an_object_with_integer_lengths(tmp_path):

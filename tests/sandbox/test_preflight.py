@@ -138,23 +138,35 @@ def test_smoke_run_sees_only_the_head_of_a_large_validation_split(
     staging_root = tmp_path / "tmp"
     staging_root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(staging_root))
-    report = preflight(program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke")
+    report = preflight(
+        program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke", eval_seq_len=64
+    )
     assert report.ok, (report.reason, report.log_excerpt)
     nll = np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4")
     seen = cut_at_document_start(val, 65536).size  # ends before a document start in the second half
     assert 32768 <= seen <= 65536 and val[seen] == 1
-    assert nll.size == ((seen - 1) // 64) * 64  # EVAL_SEQ_LEN 64: the program scored the cut split
+    assert nll.size == ((seen - 1) // 64) * 64  # eval_seq_len 64: the program scored the cut split
     assert not list(staging_root.iterdir())  # the staged dataset is gone
     assert read_shard(data.dataset_dir / "fineweb_val_000000.bin").size == val.size  # original untouched
 
 
 def test_a_small_validation_split_is_used_as_it_is(program, data, tmp_path, tiny_data):
-    report = preflight(program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke")
+    report = preflight(
+        program, data=data, smoke_knobs=SMOKE_KNOBS, out_dir=tmp_path / "smoke", eval_seq_len=32
+    )
     assert report.ok, report.reason
     n_val = load_split(tiny_data.dataset_dir, "val").size
+    # Scored at the harness's eval_seq_len (32), not the program's own EVAL_SEQ_LEN default (64).
     assert (
-        np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4").size == ((n_val - 1) // 64) * 64
+        np.fromfile(tmp_path / "smoke" / "run" / "val_nll.f32", dtype="<f4").size == ((n_val - 1) // 32) * 32
     )
+
+
+def test_the_smoke_run_catches_a_look_ahead_before_any_gpu_time(data, tmp_path):
+    program = make_program(tmp_path / "lookahead", "looks_ahead")
+    report = preflight(program, data=data, smoke_knobs={}, eval_seq_len=64)
+    assert report.stage is PreflightStage.SMOKE
+    assert "integrity check 'causality' failed" in report.reason
 
 
 def test_a_validation_shard_with_a_bad_header_is_a_harness_fault(program, tmp_path, tiny_data):

@@ -8,14 +8,8 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from sandbox.scoring import (
-    ShardFormatError,
-    TokenBytes,
-    load_tokens,
-    read_shard_tokens,
-    score,
-    shard_paths,
-)
+from sandbox.scoring import TokenBytes, score
+from sandbox.shards import ShardFormatError, load_tokens, read_shard_tokens, shard_paths
 
 BOS = 1
 

@@ -1,4 +1,4 @@
-"""Hostile: opens a network connection. Expected inside Docker: no network -> crashed."""
+"""Hostile: opens a network connection. Expected in a sandbox (Docker, confined local): no network -> crashed."""
 
 import socket
 

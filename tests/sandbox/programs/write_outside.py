@@ -1,4 +1,4 @@
-"""Hostile: writes next to its own script and into the data folder. Expected inside Docker: refused."""
+"""Hostile: writes next to its own script and into the data folder. Expected in a sandbox: refused."""
 
 import os
 from pathlib import Path
