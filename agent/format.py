@@ -22,7 +22,13 @@ The parser is strict about structure (a SEARCH without its ``=======`` and ``>>>
 error naming the reply line) and forgiving about wrapping: the whole reply in ``` fences, chatter
 before and after (Markdown headings included), fences inside an ``<edit>``, CRLF line endings,
 5-9 marker characters, an ``<edit>`` without ``path`` (the entry file), SEARCH/REPLACE blocks with no
-``<edit>`` at all (the entry file), and a missing ``</edit>`` (the edit runs to the end of the reply).
+``<edit>`` at all (the entry file), a missing ``</edit>`` (the edit runs to the end of the reply), and
+the hypothesis and rationale as Markdown (``## Hypothesis`` headings at any level, ``**Hypothesis:**``
+bold labels; see :mod:`agent.sections`) instead of tags. Reasoning (``<think>``, ``<thinking>``,
+``<reasoning>``; see :mod:`agent.reasoning`) is dropped before anything is read, so an edit or a
+hypothesis drafted while thinking is never taken; a reply that is only reasoning is an error saying
+its answer never came. Whitespace, ``...`` elision and quoted line numbers inside a block are the
+matcher's business (:mod:`agent.search_replace`).
 The same format is used by the ``replay`` proposer, so hand-written proposals go through this very
 parser.
 """
@@ -34,10 +40,10 @@ from dataclasses import dataclass
 
 from agent.errors import ProposalError
 from agent.proposal import Edit, EditKind
+from agent.reasoning import split_reasoning
+from agent.sections import read_sections
 from agent.unified_diff import hunk_end
 
-_HYPOTHESIS = re.compile(r"<hypothesis>(.*?)</hypothesis>", re.DOTALL | re.IGNORECASE)
-_RATIONALE = re.compile(r"<rationale>(.*?)(?:</rationale>|(?=<edit\b)|\Z)", re.DOTALL | re.IGNORECASE)
 _EDIT = re.compile(
     r"<edit\b([^>]*)>(.*?)(?:</edit>|(?=<edit\b)|\Z)", re.DOTALL | re.IGNORECASE
 )  # a missing </edit> ends at the next <edit> or the end of the reply
@@ -65,17 +71,25 @@ def parse_reply(text: str, *, entry: str = "train_gpt.py") -> ParsedReply:
     hypothesis, no edit, or a malformed SEARCH/REPLACE block.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    hypothesis_match = _HYPOTHESIS.search(text)
-    if hypothesis_match is None or not hypothesis_match.group(1).strip():
+    split = split_reasoning(text)
+    if split.only_reasoning:
+        raise ProposalError(
+            "The reply holds only reasoning (a <think> block) and no answer after it: the answer never "
+            "came, probably because the reasoning used up the output. Think briefly, then give the "
+            "answer itself: <hypothesis>, <rationale> and the edits, outside any <think> block."
+        )
+    text = split.answer
+    if not text.strip():
+        raise ProposalError("The reply is empty. Give <hypothesis>, <rationale> and the edits.")
+    sections = read_sections(text)
+    if not sections.hypothesis:
         raise ProposalError(
             "The reply has no <hypothesis>...</hypothesis> section. Start the reply with "
             "<hypothesis>one line saying what you change and why</hypothesis>."
         )
-    hypothesis = " ".join(hypothesis_match.group(1).split())
+    hypothesis, rationale = sections.hypothesis, sections.rationale
     if len(hypothesis) > _MAX_HYPOTHESIS_CHARS:
         hypothesis = hypothesis[: _MAX_HYPOTHESIS_CHARS - 1].rstrip() + "…"
-    rationale_match = _RATIONALE.search(text)
-    rationale = rationale_match.group(1).strip() if rationale_match else ""
 
     edits: list[Edit] = []
     for match in _EDIT.finditer(text):

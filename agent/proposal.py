@@ -53,6 +53,9 @@ class Proposal(BaseModel):
     edits: tuple[Edit, ...] = ()
     files: dict[str, str] = Field(default_factory=dict)
     new_knobs: tuple[str, ...] = ()  # names added to the knob table
+    # Non-empty when the edit changes what the program writes to a scored file (val_nll.f32,
+    # check_rows.f32, result.json), saying where: the controller runs it with the full integrity probe.
+    scoring_change: str = ""
     knob_values: dict[str, str] = Field(default_factory=dict)  # exact settings (enqueue, replay)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     turns: int = 1  # conversation turns it took, repairs included

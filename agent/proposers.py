@@ -23,6 +23,7 @@ from agent.prompt import PromptTemplates, build_prompt
 from agent.proposal import GiveUp, Proposal, ProposalContext, TokenUsage
 from agent.proposer_base import Proposer
 from agent.realize import CheckProgram, parent_knob_names, realize_reply
+from agent.reasoning import split_reasoning
 from agent.replay import ReplayProposer
 from agent.settings import AgentSettings
 
@@ -51,7 +52,8 @@ class LLMProposer(Proposer):
     """Asks an OpenAI-compatible chat model; on a bad reply, says precisely what was wrong and asks again.
 
     Up to ``settings.repair_turns`` repair turns follow the first reply, in the same conversation.
-    Every reply is applied afresh to the parent, so a repair resends the whole set of edits.
+    Every reply is applied afresh to the parent, so a repair resends the whole set of edits. A reply
+    the output token limit cut off (``finish_reason == "length"``) is refused even when it parses.
     """
 
     name = "llm"
@@ -84,14 +86,11 @@ class LLMProposer(Proposer):
             usage = usage + reply.usage
             transcript.append(reply.text)
             try:
+                if reply.finish_reason == "length":
+                    raise ProposalError(_cut_off_message(reply.text, self.settings.max_output_tokens))
                 realized = realize_reply(reply.text, context, check_program, parent_knobs)
             except ProposalError as exc:
                 error = str(exc)
-                if reply.finish_reason == "length":
-                    error += (
-                        "\n(Your reply was cut off at the output token limit: keep the rationale short "
-                        "and the SEARCH blocks small.)"
-                    )
                 log.info("turn %d/%d rejected: %s", turn, total_turns, error.splitlines()[0])
                 if turn < total_turns:
                     messages.append({"role": "assistant", "content": reply.text})
@@ -103,3 +102,19 @@ class LLMProposer(Proposer):
         return GiveUp(
             reason=reason[:_MAX_REASON_CHARS], turns=total_turns, usage=usage, transcript=tuple(transcript)
         )
+
+
+def _cut_off_message(text: str, max_output_tokens: int) -> str:
+    """Why a reply the token limit cut off is refused even if it parses: it may stop after the block
+    that adds a knob and before the one that uses it, and each block it has applies cleanly."""
+    where = (
+        "while still reasoning, before any answer"
+        if split_reasoning(text).only_reasoning
+        else "before it was complete"
+    )
+    return (
+        f"Your reply was cut off at the output token limit ({max_output_tokens} tokens) {where}, so "
+        "nothing of it was used: part of a change cannot be trusted. Resend a shorter, complete "
+        "answer: brief reasoning if any, a rationale of a few sentences, and SEARCH blocks that quote "
+        "only the lines that change plus a little context."
+    )

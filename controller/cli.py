@@ -31,6 +31,12 @@ def _run_campaign(campaign: Path, config) -> None:
         controller = Controller(ws, say=say)
         why = controller.run()
         say(f"campaign stopped: {why}")
+        stats = controller.stats
+        if stats.gave_up or stats.inert:
+            say(
+                f"proposals that never ran: {stats.gave_up} gave up, {stats.inert} of their replies sent back "
+                "as behaviourally inert (the smoke run matched the parent's)"
+            )
     leaderboard(campaign, limit=10)
 
 

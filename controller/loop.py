@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from agent.proposal import Outcome
 from controller.archive import Archive, Operation
 from controller.confirm import ConfirmBook, judge_integrity
+from controller.inert import ParentBehaviour
 from controller.planning import Planning
 from controller.prepared import load_prepared, requeued_plan, save_prepared
 from controller.records import (
@@ -85,6 +86,7 @@ class LoopStats:
     trials_finished: int = 0
     gave_up: int = 0
     running: int = 0
+    inert: int = 0  # proposals sent back because their smoke run behaved exactly as the parent's
 
 
 class Controller(Planning):
@@ -111,6 +113,7 @@ class Controller(Planning):
         self.exhausted: set[Operation] = set()
         self.leftover: list[TrialPlan] = []  # plans a stop left unstarted (controller.prepared)
         self.requests_taken: set[str] = set()  # request ids a plan was made for (controller.requests)
+        self.parent_behaviour = ParentBehaviour()  # parents' smoke-run digests (controller.inert)
         # Plans handed to a worker that has not asked the study yet: the trial budget counts them, or
         # with several slots the main loop launches past max_trials before the workers' asks land.
         self.launching = 0
@@ -249,6 +252,7 @@ class Controller(Planning):
                         tokens=usage.prompt_tokens + usage.completion_tokens,
                         cost_usd=usage.cost_usd,
                         new_knobs=list(plan.proposal.new_knobs),
+                        scoring_change=plan.proposal.scoring_change,
                     )
                 handle = ws.study.ask(
                     plan.parent, knobs, fixed, tier=plan.tier_name, operation=plan.operation, attrs=attrs

@@ -14,14 +14,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.errors import ProposerExhausted
+from agent.errors import ProposalError, ProposerExhausted
 from agent.proposal import GiveUp, Outcome, Proposal
 from controller.archive import Candidate, Operation
 from controller.context import build_context
+from controller.inert import deterministic_smoke, inert_message, masked_by_smoke
 from controller.requests import Request, RequestKind, pending, request_attrs
 from controller.trial import BASE_SEED, TrialPlan, knob_overrides, write_trial_log
 from sandbox import preflight
-from sandbox.knobs import parse_knob_table
+from sandbox.knobs import Knob, parse_knob_table
 
 if TYPE_CHECKING:
     import random
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from controller.archive import Archive
     from controller.config import CampaignConfig
     from controller.confirm import ConfirmBook
+    from controller.inert import ParentBehaviour
     from controller.loop import LoopStats, Peers
     from controller.workspace import Workspace
 
@@ -56,6 +58,7 @@ class Planning:
     confirms: ConfirmBook
     requests_taken: set[str]
     leftover: list[TrialPlan]
+    parent_behaviour: ParentBehaviour
 
     def refresh(self) -> None: ...
     def budget_left(self) -> str | None: ...
@@ -125,16 +128,31 @@ class Planning:
         """The agent's program check: the static knob table, then (when configured) a CPU smoke run,
         so a crash goes back to the agent as a repair turn instead of costing a trial."""
         parent_source = self.ws.store.files_at(parent.commit)[self.ws.entry]
+        try:
+            parent_knobs = parse_knob_table(parent_source, filename=self.ws.entry)
+        except ValueError:  # an imported program without a table: no default it changes is masked
+            parent_knobs = []
 
         def check(source: str) -> tuple[str, ...]:
             knobs = parse_knob_table(source, filename=self.ws.entry)
             if source != parent_source and self.config.search.preflight_smoke:
                 report = self._smoke(source, parent_source)
                 if not report.ok:
-                    raise ValueError(
-                        f"the program failed its preflight at stage '{report.stage}': {report.reason}\n"
+                    raise ProposalError(
+                        f"The program failed its preflight at stage '{report.stage}': {report.reason}\n"
                         f"{report.log_excerpt[-1500:]}"
                     )
+                # Behaviourally inert (controller.inert): the parent's smoke run, once per parent.
+                smoke_env = self._smoke_env(knobs)
+                if masked_by_smoke(parent_knobs, knobs, smoke_env):
+                    return tuple(k.name for k in knobs)
+                parent_digest = self.parent_behaviour.digest(
+                    parent.commit, lambda: self._smoke(parent_source, None)
+                )
+                if parent_digest and report.behaviour == parent_digest:
+                    with self.lock:
+                        self.stats.inert += 1
+                    raise ProposalError(inert_message(smoke_env))
             return tuple(k.name for k in knobs)
 
         return check
@@ -150,7 +168,7 @@ class Planning:
                 program,
                 entry=self.ws.entry,
                 data=self.ws.data,
-                smoke_knobs=knob_overrides(smoke, "smoke", knobs),
+                smoke_knobs=self._smoke_env(knobs),
                 parent_source=parent_source,
                 limits=smoke.limits(),
                 backend=self.config.sandbox.backend,
@@ -159,6 +177,10 @@ class Planning:
                 out_dir=Path(tmp) / "out",
                 eval_seq_len=smoke.harness_eval_seq_len(),
             )
+
+    def _smoke_env(self, knobs: list[Knob]) -> dict[str, str]:
+        """The smoke tier's settings for a program with ``knobs``, its schedule keyed on steps."""
+        return deterministic_smoke(knob_overrides(self.config.tiers.get("smoke"), "smoke", knobs), knobs)
 
     def _record_give_up(
         self, parent: Candidate, operation: Operation, give_up: GiveUp, request: Request | None = None

@@ -95,6 +95,7 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
             hypothesis=str(handle.attrs.get("hypothesis", "")),
             rationale=str(handle.attrs.get("rationale", "")),
             files=files,
+            scoring_change=str(handle.attrs.get("scoring_change", "")),
         )
         if files and parent
         else None

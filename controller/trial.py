@@ -166,7 +166,7 @@ def run_plan(
 ) -> RunResult:
     """Run the program :func:`prepare_program` wrote in the sandbox; report training loss to the
     study as it goes. Seed and confirm runs get the full integrity probe: they are what makes a
-    parent of record."""
+    parent of record; so does a change to what the program writes to the scored files."""
     pruned: list[str] = []  # why the pruner stopped the run, once it has
 
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
@@ -183,7 +183,8 @@ def run_plan(
     run_dir = ws.trial_dir(handle.number) / "run"
     if run_dir.exists():
         shutil.rmtree(run_dir)
-    full_probe = plan.operation in (Operation.SEED, Operation.CONFIRM)
+    scoring = plan.proposal is not None and bool(plan.proposal.scoring_change)
+    full_probe = plan.operation in (Operation.SEED, Operation.CONFIRM) or scoring
     spec = RunSpec(
         program_dir=program_dir,
         entry=ws.entry,

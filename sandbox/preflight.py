@@ -3,7 +3,10 @@
 Stages, in order, each seconds or less (DESIGN.md, "Fidelity ladder": the CPU smoke run catches
 crashes before any GPU time is spent): the entry compiles; its knob table parses; the script alone
 fits the byte budget; the change is not inert (its syntax tree differs from the parent's once
-docstrings and comments are gone); and a real ``run()`` of a tiny configuration ends ``ok``.
+docstrings and comments are gone); and a real ``run()`` of a tiny configuration ends ``ok``. A passed
+report carries ``behaviour``, a digest of what that run computed (its training losses, validation NLL
+and artifact), so a caller can tell a change that alters nothing the smoke run sees: the controller
+compares it with the parent's (controller.inert).
 
 The smoke run sees a staged copy of the dataset whose validation split is cut to its first
 ``smoke_val_tokens`` tokens: the challenge's 62M validation tokens take a CPU far longer than the
@@ -13,6 +16,7 @@ seconds a smoke run has, and a crash in evaluation shows on 64k tokens just as w
 from __future__ import annotations
 
 import ast
+import hashlib
 import os
 import shutil
 import tempfile
@@ -25,6 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from sandbox.errors import HarnessError
 from sandbox.knobs import Knob, KnobTableError, parse_knob_table
+from sandbox.outputs import read_curve
 from sandbox.runner import run
 from sandbox.shards import ShardFormatError, read_shard_tokens, shard_paths, write_shard
 from sandbox.spec import DataPaths, IntegritySettings, Limits, RunSpec, RunStatus
@@ -53,6 +58,9 @@ class PreflightReport(BaseModel):
     code_bytes: int = 0
     seconds: float = 0.0
     log_excerpt: str = ""
+    # SHA-256 of the smoke run's training losses, validation NLL and artifact bytes (not its timings):
+    # two programs with the same digest computed the same thing on the smoke run. Empty unless passed.
+    behaviour: str = ""
 
 
 def preflight(
@@ -134,10 +142,11 @@ def preflight(
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    if smoke is not None:
-        reason, excerpt = smoke
+    failure, behaviour = smoke
+    if failure is not None:
+        reason, excerpt = failure
         return report(PreflightStage.SMOKE, reason, log_excerpt=excerpt, **known)
-    return report(PreflightStage.PASSED, **known)
+    return report(PreflightStage.PASSED, behaviour=behaviour, **known)
 
 
 def _smoke(
@@ -151,8 +160,9 @@ def _smoke(
     timeout_seconds: float,
     out_dir: Path | None,
     eval_seq_len: int,
-) -> tuple[str, str] | None:
-    """Run the tiny configuration; None when it ended ok, else (reason, log excerpt)."""
+) -> tuple[tuple[str, str] | None, str]:
+    """Run the tiny configuration: (None, behaviour digest) when it ended ok, else ((reason, log
+    excerpt), "")."""
     # Half the budget each for "training" and "evaluation", no extra grace: the whole smoke run is
     # killed after timeout_seconds. The artifact limit stays, so a script that cannot fit even a
     # tiny model is caught here.
@@ -181,12 +191,28 @@ def _smoke(
             label="preflight",
         )
         result = run(spec)
+        behaviour = behaviour_digest(work) if result.status is RunStatus.OK else ""
     finally:
         if out_dir is None:
             shutil.rmtree(work, ignore_errors=True)
     if result.status is RunStatus.OK:
-        return None
-    return f"smoke run {result.status.value}: {result.reason}", result.error_excerpt
+        return None, behaviour
+    return (f"smoke run {result.status.value}: {result.reason}", result.error_excerpt), ""
+
+
+def behaviour_digest(run_out: Path) -> str:
+    """SHA-256 of what a ``phases="all"`` run under ``run_out`` computed: each logged step's training
+    loss, the validation NLL file and the artifact's files (names and bytes). Timings are left out."""
+    digest = hashlib.sha256()
+    points, _ = read_curve(run_out / "run" / "curve.jsonl")
+    digest.update(repr([(p.step, p.train_loss) for p in points]).encode())
+    nll = run_out / "run" / "val_nll.f32"
+    digest.update(nll.read_bytes() if nll.is_file() else b"")
+    artifact = run_out / "artifact"
+    for path in sorted(artifact.rglob("*")) if artifact.is_dir() else []:
+        if path.is_file():
+            digest.update(str(path.relative_to(artifact)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def stage_smoke_dataset(data: DataPaths, staging: Path, max_val_tokens: int) -> DataPaths:

@@ -158,3 +158,111 @@ def test_a_header_inside_overstated_counts_still_starts_the_next_file():
         ("m.py", first),
         ("n.py", second),
     ]
+
+
+@pytest.mark.parametrize(
+    ("prose", "hypothesis", "rationale"),
+    [
+        ("# Hypothesis\nGo deeper.\n\n# Rationale\nDepth helps.\n", "Go deeper.", "Depth helps."),
+        (
+            "### 1. Hypothesis:\n**Go deeper.**\n\n### 2. Rationale\nDepth helps.\n",
+            "Go deeper.",
+            "Depth helps.",
+        ),
+        ("## Hypothesis: Go deeper\n## Rationale — Depth helps.\n", "Go deeper", "Depth helps."),
+        ("**Hypothesis:** Go deeper.\n**Rationale:** Depth helps.\n", "Go deeper.", "Depth helps."),
+        ("- **Hypothesis**: Go deeper.\n- **Rationale**: Depth helps.\n", "Go deeper.", "Depth helps."),
+        (
+            "**Hypothesis**\nGo\ndeeper.\n\nnot this\n**Rationale**\nDepth.\n\nHelps.\n",
+            "Go deeper.",
+            "Depth.\n\nHelps.",
+        ),
+        ("Hypothesis: Go deeper.\nRationale: Depth helps.\n", "Go deeper.", "Depth helps."),
+    ],
+)
+def test_markdown_sections_stand_in_for_the_tags(prose, hypothesis, rationale):
+    parsed = parse_reply(f'{prose}\n<edit path="x.py">\n{BLOCK}</edit>\nHope this helps!\n')
+    assert (parsed.hypothesis, parsed.rationale) == (hypothesis, rationale)
+
+
+def test_a_markdown_rationale_ends_at_the_next_heading_edit_label_or_block():
+    base = "## Hypothesis\nGo deeper.\n\n## Rationale\nDepth helps.\n\n**Risk:** slow.\n\n"
+    assert parse_reply(base + "## Plan\nOne block.\n" + BLOCK).rationale == "Depth helps.\n\n**Risk:** slow."
+    assert parse_reply(base + "**Changes:**\n" + BLOCK).rationale == "Depth helps.\n\n**Risk:** slow."
+    assert parse_reply(base + BLOCK + "Done.\n").rationale == "Depth helps.\n\n**Risk:** slow."
+
+
+def test_tags_win_over_markdown_section_by_section():
+    reply = (
+        "## Hypothesis\nFrom the heading.\n## Rationale\nFrom the heading.\n"
+        f"<hypothesis>From the tag.</hypothesis>\n{BLOCK}"
+    )
+    assert (parse_reply(reply).hypothesis, parse_reply(reply).rationale) == (
+        "From the tag.",
+        "From the heading.",
+    )
+
+
+def test_labels_inside_edits_blocks_and_code_fences_are_program_text_not_sections():
+    comment_in_block = BLOCK.replace("old line", "# Hypothesis: a comment of the program")
+    for reply in (
+        f'<edit path="x.py">\n{comment_in_block}</edit>\n',
+        comment_in_block,
+        f"```python\n# Hypothesis: sketch\nx = 1\n```\n{BLOCK}",
+        f"Hypothesis testing is what we do here.\n{BLOCK}",  # a word of prose, not a label
+    ):
+        with pytest.raises(ProposalError, match=r"no <hypothesis>\.\.\.</hypothesis> section"):
+            parse_reply(reply)
+
+
+@pytest.mark.parametrize("tag", ["think", "thinking", "reasoning", "THINK"])
+def test_reasoning_blocks_are_dropped_with_the_drafts_inside_them(tag):
+    draft = f"<hypothesis>draft</hypothesis>\n{BLOCK.replace('new', 'draft')}"
+    reply = f"<{tag}>\n{draft}</{tag}>\n<hypothesis>final</hypothesis>\n{BLOCK}"
+    parsed = parse_reply(reply)
+    assert parsed.hypothesis == "final"
+    assert [(e.search, e.replace) for e in parsed.edits] == [("old line\n", "new line\n")]
+
+
+def test_a_lone_closing_tag_ends_reasoning_that_the_chat_template_opened():
+    reply = (
+        f"draft thoughts\n{BLOCK.replace('new', 'draft')}</think>\n<hypothesis>final</hypothesis>\n{BLOCK}"
+    )
+    (edit,) = parse_reply(reply).edits
+    assert edit.replace == "new line\n"
+
+
+def test_reply_lines_are_still_counted_from_the_top_after_reasoning_is_dropped():
+    reply = "<think>\none\ntwo\n</think>\n<hypothesis>h</hypothesis>\n<edit>\n<<<<<<< SEARCH\na\n</edit>"
+    with pytest.raises(ProposalError, match=r"^Reply line 7: the SEARCH block"):
+        parse_reply(reply)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "<think>\nStill weighing depth against width; if I add a layer then",  # cut off, never closed
+        "  <thinking>\nweighing</thinking>\n\n",
+        "<think>a</think><reasoning>b</reasoning>",
+    ],
+)
+def test_a_reply_of_only_reasoning_says_the_answer_never_came(reply):
+    with pytest.raises(ProposalError, match=r"^The reply holds only reasoning \(a <think> block\)"):
+        parse_reply(reply)
+
+
+def test_an_unclosed_think_at_the_start_hides_the_drafts_after_it():
+    with pytest.raises(ProposalError, match="holds only reasoning"):
+        parse_reply(f"<think>\nmaybe:\n<hypothesis>draft</hypothesis>\n{BLOCK}")
+
+
+def test_a_markdown_hypothesis_keeps_its_code_spans_and_a_rationale_stops_at_a_rule():
+    reply = (
+        "## Hypothesis\n**`evaluate()` should run the model**\n\n## Rationale\nA constant gives no signal."
+        f"\n\n---\n\nThanks!\n{BLOCK}"
+    )
+    parsed = parse_reply(reply)
+    assert (parsed.hypothesis, parsed.rationale) == (
+        "`evaluate()` should run the model",
+        "A constant gives no signal.",
+    )
