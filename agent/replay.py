@@ -20,7 +20,7 @@ consumed line, so a resumed campaign does not replay a line twice. A line is con
 
 Shared replay: several processes (``autogolf worker``) can replay one file so that each line is served
 once in all. Each is given ``claim``, called with a line's 1-based entry number before that line is
-served; it must be atomic across the processes (controller.worker_peers pushes a create-only git ref)
+served; it must be atomic across the processes (controller.workers.peers pushes a create-only git ref)
 and say False when another process owns the line, which is then skipped. Like the cursor, a claim is
 taken when the line is consumed: a process killed between consuming a line and running it loses that
 line, as a single controller killed while proposing does.

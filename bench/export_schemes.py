@@ -58,7 +58,7 @@ TINY = {
 
 def train_tiny(workdir: Path) -> dict[str, str]:
     """Build the tiny dataset and train on it with SAVE_RAW_MODEL=1; returns the knob env used."""
-    from baseline.prepare import build_dataset, shuffled_documents
+    from datatools.prepare import build_dataset, shuffled_documents
 
     texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "tests/data/corpus").glob("*.txt"))]
     built = build_dataset(

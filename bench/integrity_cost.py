@@ -54,7 +54,7 @@ SMALL_MODEL = {
 
 
 def demo_data() -> DataPaths:
-    from baseline.prepare import ensure_demo_data
+    from datatools.prepare import ensure_demo_data
 
     built = ensure_demo_data(progress=False)
     return DataPaths(dataset_dir=built.dataset_dir, tokenizer_path=built.tokenizer_path)

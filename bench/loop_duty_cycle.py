@@ -9,7 +9,7 @@ duration, and ``--slots`` CPU slots. Reported:
   run is alone by design, since every other plan needs a scored parent);
 - controller overhead per trial = the worker's time outside ``sandbox.run`` while it holds its slot
   (from taking the slot to freeing it: the ask and the program writing come before, see
-  controller.slots), the time each step takes (ask, writing the program, git commit + note, study
+  controller.search.slots), the time each step takes (ask, writing the program, git commit + note, study
   tell, frontier refs, whether or not a slot is held), and the slot time per trial spent outside runs.
 
 Targets (issue 5): duty cycle >= 0.95, overhead < 0.5 s per trial.
@@ -34,7 +34,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from agent.proposers import ReplayProposer  # noqa: E402
-from controller.archive import Operation  # noqa: E402
+from controller.store.archive import Operation  # noqa: E402
 from tests.controller.campaigns import knob_line, write_campaign  # noqa: E402
 
 
@@ -51,17 +51,17 @@ class SlowReplay(ReplayProposer):
 
 
 def build_data(folder: Path):
-    from baseline.prepare import build_dataset, shuffled_documents
+    from datatools.prepare import build_dataset, shuffled_documents
 
     texts = [p.read_text(encoding="utf-8") for p in sorted((REPO_ROOT / "tests/data/corpus").glob("*.txt"))]
     return build_dataset(shuffled_documents(texts), folder, vocab_size=512, val_docs=8, name="tiny")
 
 
 def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int, tmp: Path) -> dict:
-    import controller.trial as trial_module
+    import controller.search.trial as trial_module
     from controller.config import load_campaign
-    from controller.loop import Controller
-    from controller.workspace import open_workspace
+    from controller.search.loop import Controller
+    from controller.search.workspace import open_workspace
 
     data = build_data(tmp / "data")
     smoothings = [round(0.05 + 0.05 * i, 3) for i in range(trials)]
@@ -96,7 +96,7 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
         return statistics.median(done) if done else run_seconds
 
     # Where the worker's time outside the run goes: the steps of one trial, timed by name.
-    import controller.loop as loop_module
+    import controller.search.loop as loop_module
 
     steps: dict[str, list[float]] = {}
 

@@ -31,11 +31,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baseline.prepare import build_dataset, shuffled_documents  # noqa: E402
+from datatools.prepare import build_dataset, shuffled_documents  # noqa: E402
 from sandbox import DataPaths, HarnessError, Limits, RunSpec, preflight, run  # noqa: E402
-from sandbox.backend import Backend  # noqa: E402
-from sandbox.containment import Containment, probe_containment  # noqa: E402
-from sandbox.local import LocalBackend, measure_noop_seconds  # noqa: E402
+from sandbox.backends.base import Backend  # noqa: E402
+from sandbox.backends.containment import Containment, probe_containment  # noqa: E402
+from sandbox.backends.local import LocalBackend, measure_noop_seconds  # noqa: E402
 
 NOOP_PROGRAM = "KNOBS = []\n"
 UNIGRAM_TRAINER = ROOT / "tests" / "programs" / "unigram_trainer.py"

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from baseline import train_gpt as tg  # noqa: E402
-from baseline.shards import write_shard  # noqa: E402
+from datatools.shards import write_shard  # noqa: E402
 
 TINY = {
     "VOCAB_SIZE": "512",

@@ -28,7 +28,7 @@ import optuna
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from baseline.prepare import build_dataset, shuffled_documents  # noqa: E402
+from datatools.prepare import build_dataset, shuffled_documents  # noqa: E402
 from tests.controller.campaigns import write_campaign  # noqa: E402
 from tests.controller.pg import postgres_server  # noqa: E402
 

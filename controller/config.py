@@ -20,9 +20,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic import model_validator as _model_validator
 
-from controller.archive import Operation
 from controller.config_messages import describe_error
 from controller.errors import ConfigError
+from controller.store.archive import Operation
 from sandbox.knobs import Knob
 from sandbox.spec import ARTIFACT_LIMIT_BYTES, IntegritySettings, Limits, Plausibility, ProbeKind
 
@@ -112,8 +112,8 @@ class SandboxSection(_Section):
     image: str = "autogolf-trainer:latest"  # docker only
     gpus: tuple[int, ...] = ()  # GPU indices this controller may use; empty = CPU only
     cpu_slots: int = Field(default=1, ge=1)  # CPU runs (smoke tier) allowed at once
-    # The local backend runs unconfined where bubblewrap does not work (sandbox.local); a campaign whose
-    # code comes from an LLM refuses that unless this says the risk is accepted (controller.workspace).
+    # The local backend runs unconfined where bubblewrap does not work (sandbox.backends.local); a campaign whose
+    # code comes from an LLM refuses that unless this says the risk is accepted (controller.search.workspace).
     allow_unconfined_local: bool = False
 
     @field_validator("gpus")

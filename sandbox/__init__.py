@@ -6,8 +6,8 @@ checks before any GPU time), :class:`GpuPool` (GPU indices for concurrent runs),
 Importing this package never imports torch or a backend implementation.
 """
 
-from sandbox.backends import get_backend
-from sandbox.confinement import BwrapProbe, Isolation, probe_bwrap
+from sandbox.backends.confinement import BwrapProbe, Isolation, probe_bwrap
+from sandbox.backends.registry import get_backend
 from sandbox.errors import HarnessError, SandboxUnavailable
 from sandbox.gpu_pool import GpuPool, Lease
 from sandbox.preflight import PreflightReport, PreflightStage, preflight

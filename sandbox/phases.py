@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sandbox.backend import Backend, PhaseInvocation, PhaseOutcome
+from sandbox.backends.base import Backend, PhaseInvocation, PhaseOutcome
 from sandbox.outputs import (
     OutputError,
     ProgramReport,

@@ -6,7 +6,7 @@ fits the byte budget; the change is not inert (its syntax tree differs from the 
 docstrings and comments are gone); and a real ``run()`` of a tiny configuration ends ``ok``. A passed
 report carries ``behaviour``, a digest of what that run computed (its training losses, validation NLL
 and artifact), so a caller can tell a change that alters nothing the smoke run sees: the controller
-compares it with the parent's (controller.inert).
+compares it with the parent's (controller.search.inert).
 
 The smoke run sees a staged copy of the dataset whose validation split is cut to its first
 ``smoke_val_tokens`` tokens: the challenge's 62M validation tokens take a CPU far longer than the

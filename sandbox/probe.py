@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sandbox.backend import Backend, PhaseInvocation
+from sandbox.backends.base import Backend, PhaseInvocation
 from sandbox.errors import HarnessError
 from sandbox.integrity import IntegrityFailure, judge_probe, plan_probe
 from sandbox.outputs import OutputError, read_nll

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sandbox.backend import Backend, PhaseInvocation
-from sandbox.backends import get_backend
+from sandbox.backends.base import Backend, PhaseInvocation
+from sandbox.backends.registry import get_backend
 from sandbox.checks import implausibility, timer_verdict
 from sandbox.errors import HarnessError
 from sandbox.outputs import CoverageError, OutputError, read_nll

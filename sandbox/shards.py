@@ -1,6 +1,6 @@
 """Challenge-format shards as the harness reads and writes them (CHALLENGE.md, "Data format").
 
-A deliberate small duplicate of ``baseline/shards.py``: the sandbox must not import the program's
+A deliberate small duplicate of ``datatools/shards.py``: the sandbox must not import the program's
 package. The harness writes shards of its own too: the smoke run's cut validation split and the
 integrity probe's changed stream.
 """

@@ -8,7 +8,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   need=()
   command -v dockerd >/dev/null || need+=(docker.io)
   command -v debootstrap >/dev/null || need+=(debootstrap)
-  command -v bwrap >/dev/null || need+=(bubblewrap)  # confines the local sandbox backend (sandbox/confinement.py)
+  command -v bwrap >/dev/null || need+=(bubblewrap)  # confines the local sandbox backend (sandbox/backends/confinement.py)
   [ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v chromium >/dev/null || need+=(chromium)  # renders the HTML report in tests/controller/test_report.py
   if [ ${#need[@]} -gt 0 ]; then

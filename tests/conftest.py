@@ -17,7 +17,7 @@ def corpus_texts() -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory, corpus_texts):
     """A 512-token SentencePiece tokenizer and one train + one val shard (val = first 8 scenes)."""
-    from baseline.prepare import build_dataset, shuffled_documents
+    from datatools.prepare import build_dataset, shuffled_documents
 
     out = tmp_path_factory.mktemp("tiny_data")
     return build_dataset(shuffled_documents(corpus_texts), out, vocab_size=512, val_docs=8, name="tiny")

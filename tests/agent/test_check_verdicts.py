@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from agent.errors import ProposalError
 from agent.proposal import Proposal
-from controller.inert import inert_message
+from controller.search.inert import inert_message
 from tests.agent.conftest import check_program
 from tests.agent.fake_llm import completion
 from tests.agent.replies import GOOD_FIX, reply_with

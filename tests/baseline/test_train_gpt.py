@@ -11,7 +11,7 @@ import sentencepiece as spm
 import torch
 
 from baseline import train_gpt as tg
-from baseline.shards import read_shard, write_shard
+from datatools.shards import read_shard, write_shard
 from sandbox.knobs import parse_knob_table
 
 TRAIN_GPT = Path(tg.__file__)

@@ -31,8 +31,8 @@ def run_campaign() -> Callable[..., tuple[str, list[str]]]:
 
     def run(toml: Path) -> tuple[str, list[str]]:
         from controller.config import load_campaign
-        from controller.loop import Controller
-        from controller.workspace import open_workspace
+        from controller.search.loop import Controller
+        from controller.search.workspace import open_workspace
 
         said: list[str] = []
         with open_workspace(load_campaign(toml), progress=False) as ws:

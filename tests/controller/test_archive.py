@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from controller.archive import Archive, Candidate, Operation
+from controller.store.archive import Archive, Candidate, Operation
 from sandbox.spec import RunStatus
 
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.archive import Operation
 from controller.config import CampaignConfig, OperationMix, load_campaign
 from controller.errors import ConfigError
+from controller.store.archive import Operation
 from sandbox.knobs import Knob, parse_knob_table
 
 REPO = Path(__file__).resolve().parents[2]

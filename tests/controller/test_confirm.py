@@ -7,11 +7,11 @@ import json
 
 from typer.testing import CliRunner
 
-from controller.archive import Operation
-from controller.cli import app
+from controller.cli.app import app
 from controller.config import load_campaign
-from controller.records import ATTR_CONFIRM_OF, ATTR_PROMOTES, rebuild_archive
-from controller.study import CampaignStudy
+from controller.store.archive import Operation
+from controller.store.records import ATTR_CONFIRM_OF, ATTR_PROMOTES, rebuild_archive
+from controller.store.study import CampaignStudy
 from tests.controller.campaigns import UNIGRAM_TRAINER, knob_line
 
 

@@ -1,4 +1,4 @@
-"""Export (controller.export): a records folder from a candidate of a real small campaign."""
+"""Export (controller.review.export): a records folder from a candidate of a real small campaign."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from controller.errors import ControllerError
-from controller.export import SubmissionInfo, export_candidate
-from controller.review import Campaign, leaderboard
+from controller.review.export import SubmissionInfo, export_candidate
+from controller.review.views import Campaign, leaderboard
 from tests.controller.test_review import build_campaign
 
 FIELDS = {
@@ -73,8 +73,8 @@ def test_export_refuses_a_folder_that_holds_files(campaign, tmp_path):
 
 
 def test_p_value_compares_per_seed_losses_with_the_parents(campaign):
-    from controller.archive import Archive
-    from controller.export import p_value_vs_parent
+    from controller.review.export import p_value_vs_parent
+    from controller.store.archive import Archive
 
     base = campaign.archive.get(mutated_trial(campaign))
     parent = campaign.archive.get(base.parent_trial)

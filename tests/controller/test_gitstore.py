@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from controller.errors import GitStoreError
-from controller.gitstore import GitStore
+from controller.store.gitstore import GitStore
 
 SEED = {"train_gpt.py": "KNOBS = []\nprint('seed')\n"}
 

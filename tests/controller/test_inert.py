@@ -3,7 +3,7 @@ goes back to the agent as a repair turn and never reaches the explore tier."""
 
 from __future__ import annotations
 
-from controller.inert import ParentBehaviour, deterministic_smoke, masked_by_smoke
+from controller.search.inert import ParentBehaviour, deterministic_smoke, masked_by_smoke
 from sandbox import PreflightReport, PreflightStage, preflight
 from sandbox.knobs import Knob
 from tests.controller.campaigns import edit_line

@@ -9,11 +9,11 @@ import time
 import pytest
 from typer.testing import CliRunner
 
-from controller.cli import app
+from controller.cli.app import app
 from controller.config import load_campaign
-from controller.gitstore import GitStore
-from controller.records import rebuild_archive
-from controller.study import CampaignStudy
+from controller.store.gitstore import GitStore
+from controller.store.records import rebuild_archive
+from controller.store.study import CampaignStudy
 from tests.controller.campaigns import edit_line, knob_line
 
 ARTIFACT_LINE = 'ARTIFACT_NAME = "unigram_counts.zlib"'
@@ -187,7 +187,7 @@ def test_demo_campaign_finishes_and_prints_a_leaderboard(tmp_path, monkeypatch):
     import subprocess
     import sys
 
-    from controller.cli import DEMO_CAMPAIGN
+    from controller.cli.app import DEMO_CAMPAIGN
 
     demo_dir = tmp_path / "experiments"
     shutil.copytree(DEMO_CAMPAIGN.parent, demo_dir)

@@ -3,7 +3,7 @@ too good to believe waits for a confirm run's full probe before it may be a pare
 
 from __future__ import annotations
 
-from controller.records import rebuild_archive
+from controller.store.records import rebuild_archive
 from tests.controller.campaigns import edit_line, knob_line
 from tests.controller.test_loop import open_results
 

@@ -3,7 +3,7 @@ probe, and its trial records why; an ordinary one keeps the prefix probe."""
 
 from __future__ import annotations
 
-from controller.records import rebuild_archive
+from controller.store.records import rebuild_archive
 from tests.controller.campaigns import edit_line, knob_line
 from tests.controller.test_loop import open_results
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from controller.archive import Candidate, Operation
-from controller.records import (
+from controller.store.archive import Candidate, Operation
+from controller.store.records import (
     ATTR_CANDIDATE,
     ATTR_CONFIRM_OF,
     ATTR_PROMOTED,
@@ -16,7 +16,7 @@ from controller.records import (
     rebuild_archive,
     result_note,
 )
-from controller.study import CampaignStudy
+from controller.store.study import CampaignStudy
 from sandbox.spec import RunResult, RunStatus
 
 

@@ -12,12 +12,12 @@ import pytest
 
 from agent.errors import ProposerExhausted
 from agent.proposal import ProposalContext
-from controller.archive import Operation
 from controller.config import load_campaign
-from controller.study import CampaignStudy, TrialHandle, TrialRecord
-from controller.worker import open_worker
-from controller.worker_peers import WorkerPeers, stale_programs
-from controller.worker_study import WorkerIdentity
+from controller.store.archive import Operation
+from controller.store.study import CampaignStudy, TrialHandle, TrialRecord
+from controller.workers.peers import WorkerPeers, stale_programs
+from controller.workers.study import WorkerIdentity
+from controller.workers.worker import open_worker
 from tests.controller.campaigns import knob_line
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
 from tests.controller.test_workers import git, remote_refs, shared_campaign

@@ -1,4 +1,4 @@
-"""The HTML report (controller.report): its content, and that headless Chromium renders it cleanly."""
+"""The HTML report (controller.review.report): its content, and that headless Chromium renders it cleanly."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from controller.report import render_report, write_report
-from controller.review import Campaign, leaderboard
+from controller.review.report import render_report, write_report
+from controller.review.views import Campaign, leaderboard
 from tests.controller.test_review import build_campaign
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -42,7 +42,7 @@ def test_report_draws_the_charts_and_the_size_limit(campaign):
 
 
 def test_report_escapes_hypotheses(campaign, monkeypatch):
-    from controller.archive import Archive
+    from controller.store.archive import Archive
 
     victim = leaderboard(campaign)[0].trial
     from dataclasses import replace

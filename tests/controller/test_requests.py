@@ -1,4 +1,4 @@
-"""The steering queue (controller.requests): ids, persistence, locking, and consumption derived from
+"""The steering queue (controller.search.requests): ids, persistence, locking, and consumption derived from
 the study's trials; and (once the loop consumes the queue) a request flowing into a real trial."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from controller.requests import (
+from controller.search.requests import (
     ATTR_HYPOTHESIS_ID,
     ATTR_REQUEST_ID,
     RequestError,
@@ -25,7 +25,7 @@ from controller.requests import (
     requests_path,
     trials_of,
 )
-from controller.study import TrialRecord
+from controller.store.study import TrialRecord
 from tests.controller.test_review import FAKE_TRAINER, run_campaign, write_campaign
 
 
@@ -168,7 +168,7 @@ def test_a_queued_hypothesis_becomes_a_trial_that_carries_its_id(tmp_path, tiny_
     )
     request_id = add_hypothesis(config.run_dir, "Smooth the unigram counts more")
     run_campaign(config)
-    from controller.review import Campaign
+    from controller.review.views import Campaign
 
     made = trials_of(request_id, Campaign.open(config).trials)
     assert made and made[0].user_attrs[ATTR_HYPOTHESIS_ID] == request_id
@@ -181,7 +181,7 @@ def test_a_seeded_program_without_a_knob_table_runs_with_its_defaults(tmp_path, 
     program.write_text(program_without_knob_table(), encoding="utf-8")
     request_id = add_seed(config.run_dir, program)
     run_campaign(config)
-    from controller.review import Campaign
+    from controller.review.views import Campaign
 
     (made,) = trials_of(request_id, Campaign.open(config).trials)
     assert made.state == "COMPLETE" and made.user_attrs["parent_trial"] is None

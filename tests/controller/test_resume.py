@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from controller.config import load_campaign
-from controller.gitstore import GitStore
-from controller.study import ATTR_REQUEUED_FROM, CampaignStudy
+from controller.store.gitstore import GitStore
+from controller.store.study import ATTR_REQUEUED_FROM, CampaignStudy
 from tests.controller.campaigns import REPO_ROOT, knob_line
 
 SMOOTHINGS = (0.1, 0.2, 0.3, 0.4, 0.6)
@@ -140,7 +140,7 @@ def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
 ):
     """The crash window between the git record and the study tell: the worker dies right before
     ``tell_study`` for trial 1, leaving it RUNNING with its commit and note in the store."""
-    import controller.loop as loop
+    import controller.search.loop as loop
 
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS[:2]], max_trials=3
@@ -249,8 +249,8 @@ def test_ctrl_c_twice_kills_the_running_trial_and_records_it_as_failed(make_camp
 
 def test_proposals_prepared_ahead_survive_a_stop(make_campaign, tmp_path):
     """A clean stop (Ctrl-C once) and a resume must not skip proposals the producer had prepared."""
-    from controller.loop import Controller
-    from controller.workspace import open_workspace
+    from controller.search.loop import Controller
+    from controller.search.workspace import open_workspace
 
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],

@@ -1,4 +1,4 @@
-"""Read-side queries (controller.review) against a small real campaign run by the loop on the fake
+"""Read-side queries (controller.review.views) against a small real campaign run by the loop on the fake
 trainer: what the leaderboard, status, show and diff say must equal what the study and git hold."""
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import pytest
 
 from controller.config import CampaignConfig, load_campaign
 from controller.errors import ControllerError
-from controller.records import rebuild_archive
-from controller.review import Campaign, campaign_status, diff_between, leaderboard, trial_detail
-from controller.study import CampaignStudy
+from controller.review.views import Campaign, campaign_status, diff_between, leaderboard, trial_detail
+from controller.store.records import rebuild_archive
+from controller.store.study import CampaignStudy
 
 DEFAULT_OPERATIONS = "mutate = 1.0\ntune = 0.5\nhypothesis = 0.0\nconfirm = 0.0"
 REPO = Path(__file__).resolve().parents[2]
@@ -80,8 +80,8 @@ pruner = "none"
 
 
 def run_campaign(config: CampaignConfig) -> None:
-    from controller.loop import Controller
-    from controller.workspace import open_workspace
+    from controller.search.loop import Controller
+    from controller.search.workspace import open_workspace
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     with open_workspace(config, progress=False) as ws:
@@ -190,7 +190,7 @@ def test_unknown_trial_and_unrun_campaign_are_reported_with_a_hint(campaign, tmp
 def test_status_names_the_controller_only_while_it_holds_the_campaign_lock(config):
     import os
 
-    from controller.workspace import open_workspace
+    from controller.search.workspace import open_workspace
 
     with open_workspace(config, progress=False):
         assert campaign_status(Campaign.open(config)).controller_pid == os.getpid()
@@ -201,7 +201,7 @@ def test_cli_commands_read_and_steer_the_campaign(config, campaign):
     import typer
     from typer.testing import CliRunner
 
-    from controller.cli_review import register
+    from controller.cli.review import register
 
     app = typer.Typer()
     register(app)
@@ -240,8 +240,8 @@ def test_text_in_square_brackets_is_printed_as_written(config, capsys):
     import typer
     from typer.testing import CliRunner
 
-    from controller.cli_review import register
-    from controller.terminal import say
+    from controller.cli.review import register
+    from controller.cli.terminal import say
 
     say("trial 3: mutate on parent 0 [proxy] Use [bold]bigrams[/bold]")
     assert "trial 3: mutate on parent 0 [proxy] Use [bold]bigrams[/bold]" in capsys.readouterr().out

@@ -10,7 +10,7 @@ import pytest
 
 from controller.config import load_campaign
 from controller.errors import ConfigError
-from controller.workspace import open_workspace, require_trusted_sandbox
+from controller.search.workspace import open_workspace, require_trusted_sandbox
 from sandbox import probe_bwrap
 
 

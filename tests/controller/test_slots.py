@@ -1,11 +1,11 @@
-"""The loop's slot gate (controller.slots): one trial staged ahead of the slots, and a stop that
+"""The loop's slot gate (controller.search.slots): one trial staged ahead of the slots, and a stop that
 keeps a staged trial from starting."""
 
 from __future__ import annotations
 
 import threading
 
-from controller.slots import SlotGate
+from controller.search.slots import SlotGate
 from sandbox import GpuPool
 
 

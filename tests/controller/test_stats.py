@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from controller.stats import (
+from controller.search.stats import (
     nats_to_bpb,
     regularized_incomplete_beta,
     student_t_sf,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from controller.archive import Candidate, Operation
 from controller.config import load_campaign
 from controller.errors import StudyError
-from controller.study import CampaignStudy, TierMedianPruner, limit_constraints
+from controller.store.archive import Candidate, Operation
+from controller.store.study import CampaignStudy, TierMedianPruner, limit_constraints
 from sandbox.knobs import Knob
 from sandbox.spec import Limits, RunStatus
 

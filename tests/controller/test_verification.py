@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from controller.archive import Archive, Candidate, Operation
 from controller.config import GPU_INTEGRITY, TierConfig
-from controller.confirm import ConfirmBook, judge_integrity
-from controller.records import (
+from controller.search.confirm import ConfirmBook, judge_integrity
+from controller.search.trial import TrialPlan, knob_overrides, plausibility_for
+from controller.store.archive import Archive, Candidate, Operation
+from controller.store.records import (
     ATTR_CANDIDATE,
     ATTR_CONFIRM_OF,
     ATTR_DISCREDITS,
@@ -19,7 +20,6 @@ from controller.records import (
     rebuild_archive,
     with_extra_seed,
 )
-from controller.trial import TrialPlan, knob_overrides, plausibility_for
 from sandbox.knobs import Knob
 from sandbox.spec import IntegrityCheck, IntegrityReport, ProbeKind, RunResult, RunStatus
 from tests.controller.test_records import record, study  # noqa: F401  (the study fixture)

@@ -1,4 +1,4 @@
-"""Many workers on one study and one git remote (controller.worker, controller.remote; issue 7)."""
+"""Many workers on one study and one git remote (controller.workers.worker, controller.workers.remote; issue 7)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from controller.gitstore import GitStore
-from controller.remote import SharedRemote
+from controller.store.gitstore import GitStore
+from controller.workers.remote import SharedRemote
 from tests.controller.campaigns import REPO_ROOT, knob_line, write_campaign
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from baseline.corpus import cache_root
+from datatools.corpus import cache_root
 
 log = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ def docker_image(request: pytest.FixtureRequest) -> str:
 
 def ensure_test_image(client: Any) -> str:
     """The test image's tag: already in the engine, imported from the cached tarball, or built."""
-    from sandbox.images import image_exists, import_rootfs
+    from sandbox.backends.images import image_exists, import_rootfs
 
     tag = image_tag()
     if image_exists(client, tag):

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from sandbox import DataPaths, RunStatus, run
-from sandbox.confinement import probe_bwrap
+from sandbox.backends.confinement import probe_bwrap
 from tests.sandbox.conftest import assert_nothing_left
 
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from sandbox.backend import PhaseInvocation
-from sandbox.docker_config import (
+from sandbox.backends.base import PhaseInvocation
+from sandbox.backends.docker_config import (
     LABEL_CONTROLLER_HOST,
     LABEL_CONTROLLER_PID,
     LABEL_CONTROLLER_START,
@@ -207,7 +207,7 @@ def test_unknown_backend_setting_is_refused():
 
 
 def test_unreachable_engine_raises_sandbox_unavailable_with_a_hint(monkeypatch, tmp_path):
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.backends.docker import DockerBackend
 
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
     with pytest.raises(SandboxUnavailable, match="cannot reach the Docker engine") as caught:
@@ -233,7 +233,7 @@ class _EngineThatDropsConnections:
 
 
 def test_engine_lost_during_a_run_raises_sandbox_unavailable(tmp_path):
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.backends.docker import DockerBackend
 
     backend = DockerBackend("img", client=_EngineThatDropsConnections())
     with pytest.raises(SandboxUnavailable, match="failed during the all phase: ConnectionError"):
@@ -241,7 +241,7 @@ def test_engine_lost_during_a_run_raises_sandbox_unavailable(tmp_path):
 
 
 def test_trainer_build_command_points_at_a_pinned_dockerfile():
-    from sandbox.images import TRAINER_IMAGE, trainer_build_command
+    from sandbox.backends.images import TRAINER_IMAGE, trainer_build_command
 
     command = trainer_build_command()
     assert command[:4] == ["docker", "build", "-t", TRAINER_IMAGE]
@@ -249,7 +249,7 @@ def test_trainer_build_command_points_at_a_pinned_dockerfile():
     base = next(line for line in dockerfile.read_text().splitlines() if line.startswith("ARG BASE_IMAGE="))
     repository, _, version = base.removeprefix("ARG BASE_IMAGE=").partition(":")
     assert repository == "pytorch/pytorch" and "cuda" in version and version != "latest"
-    assert Path(command[-1], "sandbox", "Dockerfile") == dockerfile
+    assert Path(command[-1], "sandbox", "backends", "Dockerfile") == dockerfile
 
 
 # ----------------------------------------------------------------------------------- with an engine
@@ -257,7 +257,7 @@ def test_trainer_build_command_points_at_a_pinned_dockerfile():
 
 @pytest.fixture
 def backend(docker_engine, docker_image):
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.backends.docker import DockerBackend
 
     return DockerBackend(docker_image, client=docker_engine, kill_grace_seconds=1.0)
 
@@ -457,7 +457,7 @@ def test_a_flooding_program_leaves_a_capped_log(backend, tmp_path):
 
 @pytest.mark.docker
 def test_missing_image_raises_with_the_build_command(docker_engine):
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.backends.docker import DockerBackend
 
     with pytest.raises(SandboxUnavailable, match="is not present") as caught:
         DockerBackend("autogolf-trainer:latest", client=docker_engine)
@@ -466,7 +466,7 @@ def test_missing_image_raises_with_the_build_command(docker_engine):
 
 @pytest.mark.docker
 def test_orphans_of_a_dead_controller_are_removed_on_start_and_live_ones_kept(docker_engine, docker_image):
-    from sandbox.docker_backend import DockerBackend
+    from sandbox.backends.docker import DockerBackend
 
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.backend import PhaseInvocation
-from sandbox.confinement import Isolation
-from sandbox.containment import Containment, is_running, probe_containment
+from sandbox.backends.base import PhaseInvocation
+from sandbox.backends.confinement import Isolation
+from sandbox.backends.containment import Containment, is_running, probe_containment
+from sandbox.backends.local import LocalBackend, measure_noop_seconds
+from sandbox.backends.local_launch import prepare_launch
 from sandbox.errors import SandboxUnavailable
-from sandbox.local import LocalBackend, measure_noop_seconds
-from sandbox.local_launch import prepare_launch
 from sandbox.spec import Limits, Phase
 from tests.sandbox.conftest import processes_with
 

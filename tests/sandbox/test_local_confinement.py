@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from sandbox.backend import PhaseInvocation
-from sandbox.confinement import (
+from sandbox.backends.base import PhaseInvocation
+from sandbox.backends.confinement import (
     REPO_ROOT,
     Bwrap,
     Isolation,
@@ -31,9 +31,9 @@ from sandbox.confinement import (
     probe_bwrap,
     python_dirs,
 )
-from sandbox.containment import Containment, probe_containment
+from sandbox.backends.containment import Containment, probe_containment
+from sandbox.backends.local import LocalBackend
 from sandbox.errors import SandboxUnavailable
-from sandbox.local import LocalBackend
 from sandbox.spec import Limits, Phase
 from tests.sandbox.conftest import assert_nothing_left, processes_with
 

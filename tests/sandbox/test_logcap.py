@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from sandbox.logcap import CappedLog, drain_pipe
+from sandbox.backends.logcap import CappedLog, drain_pipe
 
 
 def test_log_under_the_cap_is_kept_byte_for_byte(tmp_path):

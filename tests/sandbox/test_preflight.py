@@ -7,7 +7,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from baseline.shards import load_split, read_shard, write_shard
+from datatools.shards import load_split, read_shard, write_shard
 from sandbox import DataPaths, HarnessError, Limits, PreflightStage, preflight
 from sandbox.preflight import cut_at_document_start
 from tests.sandbox.conftest import UNIGRAM_TRAINER, make_program

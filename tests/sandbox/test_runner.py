@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from sandbox import HarnessError, RunStatus, run
+from sandbox.backends.containment import probe_containment
+from sandbox.backends.local import LocalBackend
 from sandbox.checks import timer_verdict
-from sandbox.containment import probe_containment
-from sandbox.local import LocalBackend
 from sandbox.spec import DataPaths, IntegrityCheck, Plausibility, ProbeKind
 from tests.sandbox.conftest import TEST_INTEGRITY, assert_nothing_left
 

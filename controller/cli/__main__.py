@@ -1,0 +1,3 @@
+from controller.cli.app import main
+
+main()

@@ -1,0 +1,341 @@
+"""The planning half of the controller: what to try next, prepared in the producer thread.
+
+Kept apart from controller.search.loop (scheduling, executing, recording) as a mixin of
+:class:`controller.search.loop.Controller`: it reads the controller's archive, rng and locks and never runs
+a trial itself. Order of sources: people's requests first (controller.search.requests), then the
+operation mix over a parent drawn from the frontier.
+"""
+
+from __future__ import annotations
+
+import queue
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from agent.errors import ProposalError, ProposerExhausted
+from agent.proposal import GiveUp, Outcome, Proposal
+from controller.search.context import build_context
+from controller.search.inert import deterministic_smoke, inert_message, masked_by_smoke
+from controller.search.requests import Request, RequestKind, pending, request_attrs
+from controller.search.trial import BASE_SEED, TrialPlan, knob_overrides, write_trial_log
+from controller.store.archive import Candidate, Operation
+from sandbox import preflight
+from sandbox.knobs import Knob, parse_knob_table
+
+if TYPE_CHECKING:
+    import random
+    import threading
+    from collections import Counter, deque
+
+    from controller.config import CampaignConfig
+    from controller.search.confirm import ConfirmBook
+    from controller.search.inert import ParentBehaviour
+    from controller.search.loop import LoopStats, Peers
+    from controller.search.workspace import Workspace
+    from controller.store.archive import Archive
+
+
+class Planning:
+    """Mixin of :class:`controller.search.loop.Controller`; these are the controller attributes it uses."""
+
+    ws: Workspace
+    config: CampaignConfig
+    archive: Archive
+    lock: threading.RLock
+    rng: random.Random
+    say: Callable[[str], None]
+    stopping: threading.Event
+    plans: queue.Queue[TrialPlan]
+    urgent: deque[TrialPlan]
+    pending_children: Counter[int]
+    failed_attempts: dict[int, list[Outcome]]
+    exhausted: set[Operation]
+    explore: str
+    peers: Peers
+    stats: LoopStats
+    confirms: ConfirmBook
+    requests_taken: set[str]
+    leftover: list[TrialPlan]
+    parent_behaviour: ParentBehaviour
+
+    def refresh(self) -> None: ...
+    def budget_left(self) -> str | None: ...
+    def seed_plan(self) -> TrialPlan | None:
+        """The seed program's first run, unless it has one on the explore tier."""
+        if any(c.operation is Operation.SEED and c.tier == self.explore for c in self.archive):
+            return None
+        return TrialPlan(operation=Operation.SEED, tier_name=self.explore, parent=None)
+
+    def make_plan(self) -> TrialPlan | None:
+        """Draw an operation and a parent and get a proposal; None when nothing can be proposed now.
+        People's queued requests come first."""
+        if self.peers.shared:
+            self.refresh()
+        request = self._next_request()
+        if request is not None:
+            return self._plan_request(request)
+        with self.lock:
+            try:
+                parent = self.archive.select_parent(
+                    self.rng,
+                    self.config.frontier.k,
+                    self.config.frontier.child_bonus,
+                    self.explore,
+                    self.pending_children,
+                )
+            except LookupError:
+                return None
+            exclude = frozenset({Operation.HYPOTHESIS, Operation.CONFIRM} | self.exhausted)
+            try:
+                operation = self.config.operations.draw(self.rng, exclude=exclude)
+            except ValueError:  # every weighted code operation is exhausted: tuning takes over
+                operation = Operation.TUNE
+            self.pending_children[parent.trial] += 1
+            context = build_context(
+                store=self.ws.store,
+                archive=self.archive,
+                parent=parent,
+                entry=self.ws.entry,
+                operation=str(operation),
+                failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
+                tier=self.explore,
+            )
+        proposer = self.ws.proposers[operation]
+        if proposer.name == "knobs":  # no code proposer configured: the draw becomes a tuning trial
+            operation = Operation.TUNE
+        try:
+            proposal = proposer.propose(context, self._check_program(parent))
+        except ProposerExhausted:
+            # Plans made earlier may still be queued, so say what changes from here, not "done".
+            self.say(
+                f"the {proposer.name} proposer has no proposals left; from now on a {operation} draw "
+                "becomes a tuning trial (proposals already planned still run)"
+            )
+            with self.lock:
+                self.exhausted.add(operation)
+                self.pending_children[parent.trial] -= 1
+            return self.make_plan() if Operation.TUNE not in self.exhausted else None
+        if isinstance(proposal, GiveUp):
+            self._record_give_up(parent, operation, proposal)
+            with self.lock:
+                self.pending_children[parent.trial] -= 1
+            return None
+        return TrialPlan(operation=operation, tier_name=self.explore, parent=parent, proposal=proposal)
+
+    def _check_program(self, parent: Candidate) -> Callable[[str], tuple[str, ...]]:
+        """The agent's program check: the static knob table, then (when configured) a CPU smoke run,
+        so a crash goes back to the agent as a repair turn instead of costing a trial."""
+        parent_source = self.ws.store.files_at(parent.commit)[self.ws.entry]
+        try:
+            parent_knobs = parse_knob_table(parent_source, filename=self.ws.entry)
+        except ValueError:  # an imported program without a table: no default it changes is masked
+            parent_knobs = []
+
+        def check(source: str) -> tuple[str, ...]:
+            knobs = parse_knob_table(source, filename=self.ws.entry)
+            if source != parent_source and self.config.search.preflight_smoke:
+                report = self._smoke(source, parent_source)
+                if not report.ok:
+                    raise ProposalError(
+                        f"The program failed its preflight at stage '{report.stage}': {report.reason}\n"
+                        f"{report.log_excerpt[-1500:]}"
+                    )
+                # Behaviourally inert (controller.search.inert): the parent's smoke run, once per parent.
+                smoke_env = self._smoke_env(knobs)
+                if masked_by_smoke(parent_knobs, knobs, smoke_env):
+                    return tuple(k.name for k in knobs)
+                parent_digest = self.parent_behaviour.digest(
+                    parent.commit, lambda: self._smoke(parent_source, None)
+                )
+                if parent_digest and report.behaviour == parent_digest:
+                    with self.lock:
+                        self.stats.inert += 1
+                    raise ProposalError(inert_message(smoke_env))
+            return tuple(k.name for k in knobs)
+
+        return check
+
+    def _smoke(self, source: str, parent_source: str | None):  # -> PreflightReport
+        with tempfile.TemporaryDirectory(prefix="autogolf-preflight-") as tmp:
+            program = Path(tmp) / "program"
+            program.mkdir()
+            (program / self.ws.entry).write_text(source, encoding="utf-8")
+            knobs = parse_knob_table(source, filename=self.ws.entry)
+            smoke = self.config.tiers.get("smoke")
+            return preflight(
+                program,
+                entry=self.ws.entry,
+                data=self.ws.data,
+                smoke_knobs=self._smoke_env(knobs),
+                parent_source=parent_source,
+                limits=smoke.limits(),
+                backend=self.config.sandbox.backend,
+                docker_image=self.config.sandbox.image,
+                timeout_seconds=smoke.train_seconds + smoke.eval_seconds + smoke.startup_grace_seconds,
+                out_dir=Path(tmp) / "out",
+                eval_seq_len=smoke.harness_eval_seq_len(),
+            )
+
+    def _smoke_env(self, knobs: list[Knob]) -> dict[str, str]:
+        """The smoke tier's settings for a program with ``knobs``, its schedule keyed on steps."""
+        return deterministic_smoke(knob_overrides(self.config.tiers.get("smoke"), "smoke", knobs), knobs)
+
+    def _record_give_up(
+        self, parent: Candidate, operation: Operation, give_up: GiveUp, request: Request | None = None
+    ) -> None:
+        """A proposal that never became a program is still a trial: a FAIL with the reason."""
+        with self.lock:
+            attrs = request_attrs(request) if request is not None else {}
+            handle = self.ws.study.ask(parent, [], {}, tier=self.explore, operation=operation, attrs=attrs)
+            self.ws.study.fail(
+                handle,
+                f"gave up: {give_up.reason}",
+                {
+                    "turns": give_up.turns,
+                    "cost_usd": give_up.usage.cost_usd,
+                    "tokens": give_up.usage.prompt_tokens + give_up.usage.completion_tokens,
+                },
+            )
+            write_trial_log(
+                self.ws,
+                handle.number,
+                [f"gave up after {give_up.turns} turns: {give_up.reason}", *give_up.transcript],
+            )
+            self.failed_attempts.setdefault(parent.trial, []).append(
+                Outcome(hypothesis="(no usable proposal)", status="gave_up", note=give_up.reason[:300])
+            )
+            self.stats.gave_up += 1
+        self.say(
+            f"trial {handle.number}: gave up on a proposal for parent {parent.trial}: {give_up.reason.splitlines()[0][:160]}"
+        )
+
+    def _produce(self) -> None:
+        """Producer thread: keep QUEUE_AHEAD plans ready."""
+        idle = 0.0
+        while not self.stopping.is_set():
+            if self.budget_left():  # a give-up is a trial too: none past the budget
+                self.stopping.wait(0.5)
+                continue
+            try:
+                plan = self.make_plan()
+            except Exception as exc:  # a harness fault in the agent (LLM down): report and back off
+                self.say(f"proposal failed: {exc}")
+                plan = None
+                idle = min(60.0, idle * 2 or 2.0)
+            if plan is None:
+                self.stopping.wait(idle or 0.2)
+                continue
+            idle = 0.0
+            while True:
+                if self.stopping.is_set():
+                    with self.lock:
+                        self.leftover.append(plan)
+                    return
+                try:
+                    self.plans.put(plan, timeout=0.2)
+                    break
+                except queue.Full:
+                    continue
+
+    def _smoke_knobs(self, plan: TrialPlan, values, source: str):
+        """A knob-only trial gets the same CPU smoke run (a sampled shape can crash: heads ∤ width)."""
+        if not self.config.search.preflight_smoke:
+            return None
+        from sandbox.knobs import rewrite_knob_defaults
+
+        tier_env = knob_overrides(
+            self.config.tiers.get(plan.tier_name), plan.tier_name, parse_knob_table(source)
+        )
+        bake = {n: v for n, v in values.items() if n not in tier_env}
+        return self._smoke(rewrite_knob_defaults(source, bake), None)
+
+    # ------------------------------------------------------------------ people's requests
+
+    def _next_request(self) -> Request | None:
+        """The oldest queued request no plan has been made for yet (controller.search.requests)."""
+        with self.lock:
+            for request in pending(self.ws.run_dir, self.ws.study.trials()):
+                if request.id not in self.requests_taken:
+                    self.requests_taken.add(request.id)
+                    return request
+        return None
+
+    def _request_parent(self, request: Request) -> Candidate | None:
+        with self.lock:
+            if request.parent_trial is not None and request.parent_trial in self.archive:
+                return self.archive.get(request.parent_trial)
+            return self.archive.best(self.explore)
+
+    def _plan_request(self, request: Request) -> TrialPlan | None:
+        """One plan for a hypothesis, knob or seed request; confirm requests go to the urgent queue."""
+        if request.kind is RequestKind.SEED:
+            program = (self.ws.run_dir / str(request.program)).read_text(encoding="utf-8")
+            title = request.title or f"imported program ({request.id})"
+            proposal = Proposal(hypothesis=title, files={self.ws.entry: program}, proposer="seed")
+            return TrialPlan(Operation.SEED, self.explore, None, proposal, request=request)
+        parent = self._request_parent(request)
+        if parent is None:  # nothing scored yet: try again once the seed program has a score
+            with self.lock:
+                self.requests_taken.discard(request.id)
+            return None
+        if request.kind is RequestKind.CONFIRM:
+            target = self.archive.get(request.trial) if request.trial in self.archive else None
+            if target is None:
+                self.say(f"request {request.id}: trial {request.trial} has no scored candidate; skipped")
+                return None
+            with self.lock:
+                have = len(target.seed_val_losses)
+                for index in range(request.seeds):
+                    self.urgent.append(
+                        TrialPlan(
+                            Operation.CONFIRM,
+                            self.config.search.confirm_tier,
+                            target,
+                            confirm_source=target,
+                            seed=BASE_SEED + have + index,
+                            request=request,
+                        )
+                    )
+            return None
+        if request.kind is RequestKind.KNOBS:
+            values = ", ".join(f"{k}={v}" for k, v in request.knob_values.items())
+            proposal = Proposal(
+                hypothesis=f"Queued knob settings: {values}",
+                knob_values=request.knob_values,
+                proposer="enqueue",
+            )
+            with self.lock:
+                self.pending_children[parent.trial] += 1
+            return TrialPlan(Operation.TUNE, self.explore, parent, proposal, request=request)
+        return self._plan_hypothesis(request, parent)
+
+    def _plan_hypothesis(self, request: Request, parent: Candidate) -> TrialPlan | None:
+        proposer = self.ws.proposers[Operation.HYPOTHESIS]
+        if proposer.name == "knobs":
+            reason = "a hypothesis in words needs a code proposer: set [agent] proposer = 'llm' (or 'replay')"
+            self._record_give_up(parent, Operation.HYPOTHESIS, GiveUp(reason=reason, turns=0), request)
+            return None
+        with self.lock:
+            context = build_context(
+                store=self.ws.store,
+                archive=self.archive,
+                parent=parent,
+                entry=self.ws.entry,
+                operation=str(Operation.HYPOTHESIS),
+                human_hypothesis=request.text,
+                failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
+                tier=self.explore,
+            )
+            self.pending_children[parent.trial] += 1
+        try:
+            proposal = proposer.propose(context, self._check_program(parent))
+        except ProposerExhausted:
+            proposal = GiveUp(reason=f"the {proposer.name} proposer has no proposals left", turns=0)
+        if isinstance(proposal, GiveUp):
+            self._record_give_up(parent, Operation.HYPOTHESIS, proposal, request)
+            with self.lock:
+                self.pending_children[parent.trial] -= 1
+            return None
+        return TrialPlan(Operation.HYPOTHESIS, self.explore, parent, proposal, request=request)

@@ -1,0 +1,109 @@
+"""Plans prepared but not started when the controller stopped, kept for the next start.
+
+A proposal costs LLM money (or a replay line), so a clean stop must not drop the ones the producer had
+prepared ahead: they are written to ``runs/<campaign>/prepared.jsonl`` and put first in line on resume.
+Plans whose parent is no longer in the archive are dropped with a note (the study is the truth).
+Trials already asked of the study (a crashed run, a trial staged when the campaign stopped) are
+re-queued in the study instead, and :func:`requeued_plan` turns one back into a plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from agent.proposal import Proposal
+from controller.search.requests import Request
+from controller.search.trial import TrialPlan
+from controller.search.workspace import Workspace
+from controller.store.archive import Archive, Operation
+from controller.store.study import TrialHandle
+
+PREPARED_FILE = "prepared.jsonl"
+
+
+def save_prepared(run_dir: Path, plans: Iterable[TrialPlan]) -> int:
+    """Write the plans that never started (re-queued trials excluded: the study holds those)."""
+    lines = [
+        json.dumps(
+            {
+                "operation": str(plan.operation),
+                "tier": plan.tier_name,
+                "parent_trial": plan.parent.trial if plan.parent is not None else None,
+                "proposal": plan.proposal.model_dump(mode="json") if plan.proposal else None,
+                "confirm_source": plan.confirm_source.trial if plan.confirm_source else None,
+                "seed": plan.seed,
+                "request": plan.request.model_dump(mode="json") if plan.request else None,
+            }
+        )
+        for plan in plans
+        if plan.requeued is None
+    ]
+    path = run_dir / PREPARED_FILE
+    if not lines:
+        path.unlink(missing_ok=True)
+        return 0
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return len(lines)
+
+
+def load_prepared(run_dir: Path, archive: Archive, say: Callable[[str], None]) -> list[TrialPlan]:
+    """The saved plans, rebuilt against the archive; the file is removed once read."""
+    path = run_dir / PREPARED_FILE
+    if not path.exists():
+        return []
+    plans = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            data = json.loads(line)
+            parent_trial, source_trial = data["parent_trial"], data["confirm_source"]
+            if (parent_trial is not None and parent_trial not in archive) or (
+                source_trial is not None and source_trial not in archive
+            ):
+                say(f"{path.name}:{number}: its parent is no longer in the archive; dropped")
+                continue
+            plans.append(
+                TrialPlan(
+                    operation=Operation(data["operation"]),
+                    tier_name=data["tier"],
+                    parent=archive.get(parent_trial) if parent_trial is not None else None,
+                    proposal=Proposal.model_validate(data["proposal"]) if data["proposal"] else None,
+                    confirm_source=archive.get(source_trial) if source_trial is not None else None,
+                    seed=int(data["seed"]),
+                    request=Request.model_validate(data["request"]) if data["request"] else None,
+                )
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            say(f"{path.name}:{number}: unreadable prepared plan ({exc}); dropped")
+    path.unlink()
+    return plans
+
+
+def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore: str) -> TrialPlan:
+    """The plan that re-runs re-queued trial ``handle``: the program its first attempt wrote (under
+    ``trials/<original>/program``) on the same parent, or the parent's own code and knobs when the
+    program is gone."""
+    parent = archive.get(handle.parent_trial) if handle.parent_trial in archive else None
+    program = ws.trial_dir(handle.attrs.get("original_trial", handle.requeued_from)) / "program" / ws.entry
+    files = {ws.entry: program.read_text()} if program.exists() else {}
+    proposal = (
+        Proposal(
+            hypothesis=str(handle.attrs.get("hypothesis", "")),
+            rationale=str(handle.attrs.get("rationale", "")),
+            files=files,
+            scoring_change=str(handle.attrs.get("scoring_change", "")),
+        )
+        if files and parent
+        else None
+    )
+    return TrialPlan(
+        operation=Operation(handle.operation or "mutate"),
+        tier_name=handle.tier or explore,
+        parent=parent,
+        proposal=proposal,
+        requeued=handle,
+    )

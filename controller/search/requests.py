@@ -1,0 +1,279 @@
+"""The steering queue: what people ask the campaign to try next, as an append-only JSONL file.
+
+``runs/<campaign>/requests.jsonl`` holds one :class:`Request` per line: a hypothesis for the agent to
+implement, exact knob settings, a program to import as a new root, or extra seeds for a candidate.
+Lines are only ever appended, under an exclusive ``fcntl`` lock, so several shells (and a running
+controller) can add requests at once without losing or renumbering any.
+
+Whether a request is done is *derived*, never written back: a request is consumed when study trials
+carry its id in the ``request_id`` user attribute (one trial, or as many as the seeds a confirm
+request asks for). So the queue can never disagree with the study, and a crash between "trial
+started" and "request marked done" cannot happen. The loop's whole part is::
+
+    for request in pending(run_dir, study.trials()):
+        ...  # plan a trial for it, and pass request_attrs(request) to study.ask(..., attrs=...)
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from controller.errors import ControllerError
+from controller.store.study import ATTR_ORIGINAL_TRIAL, TrialRecord
+from sandbox.knobs import KnobTableError, parse_knob_table
+
+log = logging.getLogger(__name__)
+
+REQUESTS_FILE = "requests.jsonl"
+SEEDS_DIR = "seeds"
+ATTR_REQUEST_ID = "request_id"  # on every trial made for a request
+ATTR_HYPOTHESIS_ID = "hypothesis_id"  # also on trials implementing a queued hypothesis
+
+
+class RequestError(ControllerError):
+    """A request cannot be queued as given (empty text, bad knob name, missing program, ...)."""
+
+
+class RequestKind(StrEnum):
+    HYPOTHESIS = "hypothesis"  # an idea in words for the agent to implement
+    KNOBS = "knobs"  # exact knob settings, no code change
+    SEED = "seed"  # a program imported as a new root of the campaign
+    CONFIRM = "confirm"  # more seeds for an existing candidate
+
+
+_PREFIX = {
+    RequestKind.HYPOTHESIS: "h",
+    RequestKind.KNOBS: "k",
+    RequestKind.SEED: "s",
+    RequestKind.CONFIRM: "c",
+}
+
+
+class Request(BaseModel):
+    """One queued request. Fields not used by a kind keep their defaults."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str  # h-001, k-001, s-001, c-001
+    kind: RequestKind
+    created: str  # ISO 8601, UTC
+    parent_trial: int | None = None  # hypothesis/knobs: the parent; None = the best parent at the time
+    text: str = ""  # hypothesis: the idea, as written
+    knob_values: dict[str, str] = Field(default_factory=dict)  # knobs: NAME -> value as an env string
+    program: str | None = None  # seed: the copied program, relative to the run folder
+    title: str = ""  # seed: what the program is
+    knob_names: tuple[str, ...] = ()  # seed: its knob table ((): none; it runs with its own defaults)
+    trial: int | None = None  # confirm: the candidate to re-run
+    seeds: int = 0  # confirm: how many more seeds
+
+    @property
+    def trials_wanted(self) -> int:
+        """Trials that consume this request: the seeds asked for, or one."""
+        return self.seeds if self.kind is RequestKind.CONFIRM else 1
+
+    def summary(self) -> str:
+        """One line saying what is asked."""
+        on = f" on trial {self.parent_trial}" if self.parent_trial is not None else " on the best parent"
+        if self.kind is RequestKind.HYPOTHESIS:
+            return self.text.strip().splitlines()[0][:120] + on
+        if self.kind is RequestKind.KNOBS:
+            return " ".join(f"{k}={v}" for k, v in self.knob_values.items()) + on
+        if self.kind is RequestKind.SEED:
+            table = f"{len(self.knob_names)} knobs" if self.knob_names else "no knob table"
+            return f"new root {self.title or self.program} ({table})"
+        return f"{self.seeds} more seed(s) of trial {self.trial}"
+
+
+def requests_path(run_dir: Path) -> Path:
+    return Path(run_dir) / REQUESTS_FILE
+
+
+def request_attrs(request: Request) -> dict[str, str]:
+    """The user attributes a trial made for ``request`` must carry (pass them to ``study.ask``)."""
+    attrs = {ATTR_REQUEST_ID: request.id}
+    if request.kind is RequestKind.HYPOTHESIS:
+        attrs[ATTR_HYPOTHESIS_ID] = request.id
+    return attrs
+
+
+# ---------------------------------------------------------------------- adding
+
+
+def add_hypothesis(run_dir: Path, text: str, parent_trial: int | None = None) -> str:
+    """Queue an idea for the agent; return its id (``h-NNN``). Raises :class:`RequestError` when empty."""
+    if not text.strip():
+        raise RequestError("the hypothesis is empty", hint='give the idea in words: hypothesis add "..."')
+    return _append(run_dir, RequestKind.HYPOTHESIS, {"text": text.strip(), "parent_trial": parent_trial})
+
+
+def add_knobs(run_dir: Path, values: Mapping[str, str], parent_trial: int | None = None) -> str:
+    """Queue exact knob settings (``NAME -> value``) for a tune trial; return its id (``k-NNN``)."""
+    if not values:
+        raise RequestError("no knob settings given", hint="pass --knob NAME=VALUE at least once")
+    for name in values:
+        if not (name.isidentifier() and name.upper() == name):
+            raise RequestError(
+                f"knob name {name!r} is not an UPPER_CASE identifier",
+                hint="use the names of the program's KNOBS table, e.g. MATRIX_LR=0.03",
+            )
+    clean = {name: str(value) for name, value in values.items()}
+    return _append(run_dir, RequestKind.KNOBS, {"knob_values": clean, "parent_trial": parent_trial})
+
+
+def add_seed(run_dir: Path, program: Path, title: str = "") -> str:
+    """Copy ``program`` into ``seeds/<id>.py`` and queue it as a new root; return its id (``s-NNN``).
+
+    A program without a knob table is accepted (it runs with its own defaults); one with a malformed
+    table, or one that is not UTF-8 Python, raises :class:`RequestError` naming the problem.
+    """
+    program = Path(program)
+    try:
+        source = program.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RequestError(f"{program}: no such file", hint="give the path of a train_gpt.py") from None
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"{program} is not UTF-8 text: {exc}") from None
+    try:
+        knob_names = tuple(k.name for k in parse_knob_table(source, filename=program.name))
+    except KnobTableError as exc:
+        if "no module-level" not in str(exc):
+            raise RequestError(
+                str(exc), hint="fix the KNOBS table, or remove it to run with defaults"
+            ) from None
+        knob_names = ()
+    seeds = Path(run_dir) / SEEDS_DIR
+    seeds.mkdir(parents=True, exist_ok=True)
+
+    def fields(request_id: str) -> dict[str, Any]:
+        shutil.copyfile(program, seeds / f"{request_id}.py")  # byte for byte, before the line exists
+        return {
+            "program": f"{SEEDS_DIR}/{request_id}.py",
+            "title": title or program.name,
+            "knob_names": knob_names,
+        }
+
+    return _append(run_dir, RequestKind.SEED, fields)
+
+
+def add_confirm(run_dir: Path, trial: int, seeds: int) -> str:
+    """Queue ``seeds`` more seeds of candidate ``trial``; return its id (``c-NNN``)."""
+    if seeds < 1:
+        raise RequestError(f"--seeds {seeds}: ask for at least one seed")
+    return _append(run_dir, RequestKind.CONFIRM, {"trial": trial, "seeds": seeds})
+
+
+def _append(run_dir: Path, kind: RequestKind, fields: dict[str, Any] | Any) -> str:
+    """Number and append one request under the file lock. ``fields`` may be a callable taking the id."""
+    path = requests_path(run_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        handle.seek(0)
+        existing = _parse(handle.read(), path)
+        prefix = _PREFIX[kind]
+        number = 1 + sum(1 for r in existing if r.kind is kind)
+        request_id = f"{prefix}-{number:03d}"
+        values = fields(request_id) if callable(fields) else fields
+        request = Request(
+            id=request_id,
+            kind=kind,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            **values,
+        )
+        handle.seek(0, 2)
+        handle.write(request.model_dump_json() + "\n")
+        handle.flush()
+    return request_id
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def load_requests(run_dir: Path) -> list[Request]:
+    """Every request ever queued, oldest first. An unreadable line (a crash mid-write) is skipped."""
+    path = requests_path(run_dir)
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_SH)
+        return _parse(handle.read(), path)
+
+
+def _parse(text: str, path: Path) -> list[Request]:
+    requests = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            requests.append(Request.model_validate(json.loads(line)))
+        except (json.JSONDecodeError, ValidationError) as exc:
+            log.warning("%s:%d: skipping unreadable request line (%s)", path, number, exc)
+    return requests
+
+
+def trials_of(request_id: str, trials: Iterable[TrialRecord]) -> list[TrialRecord]:
+    """The study trials made for ``request_id``, in number order.
+
+    A trial re-run after a crash carries its original's attributes; only the latest of such a chain
+    is kept, so a crash does not count twice towards a confirm request's seeds.
+    """
+    latest: dict[int, TrialRecord] = {}
+    for record in trials:
+        if record.user_attrs.get(ATTR_REQUEST_ID) != request_id:
+            continue
+        key = int(record.user_attrs.get(ATTR_ORIGINAL_TRIAL, record.number))
+        if key not in latest or record.number > latest[key].number:
+            latest[key] = record
+    return sorted(latest.values(), key=lambda r: r.number)
+
+
+def is_done(request: Request, trials: Iterable[TrialRecord]) -> bool:
+    return len(trials_of(request.id, trials)) >= request.trials_wanted
+
+
+def pending(run_dir: Path, trials: Iterable[TrialRecord]) -> list[Request]:
+    """Requests not yet consumed by study trials, oldest first: what the loop should plan next."""
+    records = tuple(trials)
+    return [r for r in load_requests(run_dir) if not is_done(r, records)]
+
+
+def outcome_of(request: Request, trials: Iterable[TrialRecord]) -> str:
+    """One line: what the request's trials came to (for ``hypothesis list``)."""
+    made = trials_of(request.id, trials)
+    if not made:
+        return "queued"
+    parts = []
+    for record in made:
+        bpb = record.user_attrs.get("val_bpb")
+        if record.state == "COMPLETE" and isinstance(bpb, int | float) and math.isfinite(bpb):
+            parts.append(f"trial {record.number}: {bpb:.4f} bpb")
+        else:
+            reason = str(record.user_attrs.get("status_reason", "")).splitlines()[:1]
+            parts.append(
+                f"trial {record.number}: {record.state.lower()}"
+                + (f" ({reason[0][:60]})" if reason and reason[0] else "")
+            )
+    left = request.trials_wanted - len(made)
+    return "; ".join(parts) + (f"; {left} to go" if left > 0 else "")
+
+
+def hypotheses_from_markdown(text: str) -> list[str]:
+    """Split a notes file into hypotheses: each Markdown heading starts one (heading and body);
+    a file without headings is a single hypothesis. Empty sections are dropped."""
+    sections: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if line.lstrip().startswith("#") and any(s for s in sections[-1] if s.strip()):
+            sections.append([])
+        sections[-1].append(line.lstrip("# ").rstrip() if line.lstrip().startswith("#") else line.rstrip())
+    return [joined for s in sections if (joined := "\n".join(s).strip())]

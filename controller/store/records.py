@@ -1,0 +1,166 @@
+"""How a trial's outcome is written down, and how the archive is rebuilt from what was written.
+
+The study is the index (one trial per attempt, its state and value); each trial's user attribute
+``candidate`` holds the :class:`~controller.store.archive.Candidate` fields, and ``confirm_of`` marks a confirm
+run that adds a seed to an earlier candidate. The git store holds the programs and the full
+RunResults as notes. Rebuilding the archive reads only the study, so it is one query on resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from controller.store.archive import Archive, Candidate, Operation
+from controller.store.study import TrialRecord
+from sandbox.spec import RunResult, RunStatus
+
+ATTR_CANDIDATE = "candidate"
+ATTR_CONFIRM_OF = "confirm_of"
+ATTR_PROMOTED = "promoted"  # the seed program's own trial: it is the first parent of record
+ATTR_PROMOTES = "promotes"  # on a confirm trial whose Welch test made this trial a parent of record
+ATTR_VERIFIES = "verifies"  # on a confirm trial that passed the full integrity probe for this trial
+ATTR_DISCREDITS = "discredits"  # on a confirm trial that failed an integrity check: {trials, reason}
+
+
+def candidate_attrs(candidate: Candidate) -> dict[str, Any]:
+    """The JSON-safe form of a candidate, stored on its trial."""
+    return {
+        "trial": candidate.trial,
+        "commit": candidate.commit,
+        "parent_trial": candidate.parent_trial,
+        "tier": candidate.tier,
+        "status": str(candidate.status),
+        "val_bpb": candidate.val_bpb,
+        "seed_bpbs": list(candidate.seed_bpbs),
+        "seed_val_losses": list(candidate.seed_val_losses),
+        "artifact_bytes": candidate.artifact_bytes,
+        "train_seconds": candidate.train_seconds,
+        "feasible": candidate.feasible,
+        "hypothesis": candidate.hypothesis,
+        "operation": str(candidate.operation),
+        "suspicious": candidate.suspicious,
+        "verified": candidate.verified,
+        "discredited": candidate.discredited,
+        "knob_values": dict(candidate.knob_values),
+    }
+
+
+def candidate_from_attrs(attrs: Mapping[str, Any], *, confirmed: bool = False) -> Candidate:
+    return Candidate(
+        trial=int(attrs["trial"]),
+        commit=str(attrs["commit"]),
+        parent_trial=attrs.get("parent_trial"),
+        tier=str(attrs["tier"]),
+        status=RunStatus(attrs["status"]),
+        val_bpb=attrs.get("val_bpb") if not attrs.get("seed_bpbs") else None,
+        seed_bpbs=tuple(attrs.get("seed_bpbs", ())),
+        seed_val_losses=tuple(attrs.get("seed_val_losses", ())),
+        artifact_bytes=attrs.get("artifact_bytes"),
+        train_seconds=attrs.get("train_seconds"),
+        feasible=bool(attrs.get("feasible", True)),
+        hypothesis=str(attrs.get("hypothesis", "")),
+        operation=Operation(attrs.get("operation", Operation.MUTATE)),
+        confirmed=confirmed,
+        suspicious=str(attrs.get("suspicious", "")),
+        verified=bool(attrs.get("verified", False)),
+        discredited=bool(attrs.get("discredited", False)),
+        knob_values=dict(attrs.get("knob_values", {})),
+    )
+
+
+def candidate_from_result(
+    *,
+    trial: int,
+    commit: str,
+    parent_trial: int | None,
+    tier: str,
+    operation: Operation,
+    hypothesis: str,
+    result: RunResult,
+    knob_values: Mapping[str, Any],
+) -> Candidate:
+    """The archive's record of a freshly scored run."""
+    ok = result.status is RunStatus.OK
+    total_bytes = result.artifact.total if result.artifact else None
+    return Candidate(
+        trial=trial,
+        commit=commit,
+        parent_trial=parent_trial,
+        tier=tier,
+        status=result.status,
+        seed_bpbs=(result.val_bpb,) if ok and result.val_bpb is not None else (),
+        seed_val_losses=(result.val_loss,) if ok and result.val_loss is not None else (),
+        artifact_bytes=total_bytes,
+        train_seconds=result.train_seconds,
+        feasible=result.status is not RunStatus.OVER_SIZE,
+        hypothesis=hypothesis,
+        operation=operation,
+        suspicious=result.suspicious,
+        verified=result.verified,
+        knob_values={k: str(v) for k, v in knob_values.items()},
+    )
+
+
+def with_extra_seed(candidate: Candidate, bpb: float, val_loss: float) -> Candidate:
+    """``candidate`` with one more seed's result (a confirm run of the same program and tier)."""
+    return dataclasses.replace(
+        candidate,
+        val_bpb=None,
+        seed_bpbs=(*candidate.seed_bpbs, bpb),
+        seed_val_losses=(*candidate.seed_val_losses, val_loss),
+    )
+
+
+def with_confirmed(candidate: Candidate) -> Candidate:
+    return dataclasses.replace(candidate, confirmed=True)
+
+
+def with_verified(candidate: Candidate) -> Candidate:
+    """``candidate`` once a run of its program passed the full integrity probe."""
+    return dataclasses.replace(candidate, verified=True)
+
+
+def discredited(candidate: Candidate, reason: str) -> Candidate:
+    """``candidate`` once a later run of its program failed an integrity check: out of the parent pool
+    for good, and no longer a parent of record."""
+    return dataclasses.replace(candidate, suspicious=reason, discredited=True, confirmed=False)
+
+
+def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
+    """Replay the study's finished trials in order into an archive (candidates, seeds, promotions)."""
+    archive = Archive()
+    for record in sorted(trials, key=lambda r: r.number):
+        if record.state not in ("COMPLETE", "FAIL", "PRUNED"):
+            continue
+        attrs = record.user_attrs
+        target = attrs.get(ATTR_CONFIRM_OF)
+        if target is not None:
+            if target in archive and record.state == "COMPLETE" and "val_loss" in attrs:
+                extra = (float(attrs["val_bpb"]), float(attrs["val_loss"]))
+                archive.add(with_extra_seed(archive.get(target), *extra))
+        elif ATTR_CANDIDATE in attrs:
+            confirmed = bool(attrs.get(ATTR_PROMOTED))
+            archive.add(candidate_from_attrs(attrs[ATTR_CANDIDATE], confirmed=confirmed))
+        verifies = attrs.get(ATTR_VERIFIES)
+        if verifies is not None and verifies in archive:
+            archive.add(with_verified(archive.get(verifies)))
+            record = attrs.get(ATTR_CONFIRM_OF)
+            if record is not None and record in archive:
+                archive.add(with_verified(archive.get(record)))
+        discredit = attrs.get(ATTR_DISCREDITS)
+        if isinstance(discredit, dict):
+            for trial in discredit.get("trials", []):
+                if trial in archive:
+                    archive.add(discredited(archive.get(trial), str(discredit.get("reason", ""))))
+        promotes = attrs.get(ATTR_PROMOTES)
+        if promotes is not None and promotes in archive:
+            archive.add(with_confirmed(archive.get(promotes)))
+    return archive
+
+
+def result_note(result: RunResult, extra: Mapping[str, Any]) -> str:
+    """The git note of a candidate: the full RunResult plus what the controller knows about the run."""
+    return json.dumps({"result": result.model_dump(mode="json"), **extra}, indent=2, sort_keys=True)

@@ -1,0 +1,485 @@
+"""The campaign's Optuna study (DESIGN.md, "Optuna"): ask/tell over each parent's knob table.
+
+Optuna's live ``Trial`` stays inside this module; callers hold a :class:`TrialHandle` and read finished
+trials as :class:`TrialRecord`. The parent is chosen outside Optuna (it cannot model a growing
+categorical) and stored as user attributes; Optuna samples only the parent's searchable knobs.
+
+Knob names become parameter names. A parent whose table changed a knob's *kind* (int vs float, log
+scale, a different choice list) would collide with earlier trials, which Optuna rejects; such a knob
+is sampled under ``NAME[signature]`` instead, so each shape of a knob has one parameter that TPE can
+learn from (Optuna's TPE handles dynamic search spaces by modelling each parameter from the trials
+that have it).
+
+User attributes on every trial: ``tier``, ``operation``, ``parent_trial``, ``parent_commit``,
+``knob_values`` (everything the run used), ``search_space``; the caller adds the rest (candidate
+commit, hypothesis, tokens, cost, ``status_reason``, ``note_markdown`` for optuna-dashboard).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import statistics
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+    distribution_to_json,
+    json_to_distribution,
+)
+from optuna.pruners import BasePruner, NopPruner
+from optuna.trial import FrozenTrial, TrialState
+
+from controller.errors import StudyError
+from controller.store.archive import Candidate, Operation
+from sandbox.knobs import Knob, KnobValue
+from sandbox.spec import Limits
+
+ATTR_REQUEUED_FROM = "requeued_from"
+_OPEN_ATTEMPTS = 5
+ATTR_ORIGINAL_TRIAL = "original_trial"
+
+
+@dataclass(frozen=True)
+class TrialHandle:
+    """A trial being run. ``knob_values`` is every knob setting the run uses (sampled and fixed).
+
+    ``requeued_from`` is set when this trial re-runs one that a crash interrupted: then ``attrs`` are
+    the original's (parent, candidate program, ...) and the caller should re-run that candidate.
+    """
+
+    number: int
+    tier: str
+    operation: str
+    parent_trial: int | None
+    knob_values: Mapping[str, KnobValue]
+    requeued_from: int | None = None
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    _trial: optuna.Trial | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """A read-only view of one trial of the study."""
+
+    number: int
+    state: str  # RUNNING, WAITING, COMPLETE, PRUNED, FAIL
+    value: float | None
+    params: Mapping[str, Any]
+    user_attrs: Mapping[str, Any]
+    intermediate_values: Mapping[int, float]
+    constraints: Mapping[str, float]
+    started: datetime | None
+    completed: datetime | None
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.constraints.values())
+
+
+class TierMedianPruner(BasePruner):
+    """Optuna's median rule, against earlier completed trials of the *same tier* only.
+
+    A trial is stopped at step ``s`` when its best loss so far is worse than the median of the
+    completed same-tier trials' losses at their last report at or before ``s`` (as
+    ``optuna.pruners.MedianPruner`` does study-wide; smoke and full runs are not comparable).
+    "Step" is whatever the caller reports consistently: training steps, or elapsed seconds.
+    """
+
+    def __init__(self, n_startup_trials: int = 5, n_warmup_steps: int = 0) -> None:
+        self.n_startup_trials = n_startup_trials
+        self.n_warmup_steps = n_warmup_steps
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None or step < self.n_warmup_steps:
+            return False
+        tier = trial.user_attrs.get("tier")
+        earlier = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("tier") == tier
+        ]
+        if len(earlier) < max(self.n_startup_trials, 1):
+            return False
+        at_step = [v for t in earlier if (v := _value_at(t, step)) is not None]
+        if len(at_step) < max(self.n_startup_trials, 1):
+            return False
+        own = [v for s, v in trial.intermediate_values.items() if s <= step and math.isfinite(v)]
+        return bool(own) and min(own) > statistics.median(at_step)
+
+
+def _value_at(trial: FrozenTrial, step: int) -> float | None:
+    steps = [s for s in trial.intermediate_values if s <= step]
+    if not steps:
+        return None
+    value = trial.intermediate_values[max(steps)]
+    return value if math.isfinite(value) else None
+
+
+def limit_constraints(artifact_bytes: int, train_seconds: float, limits: Limits) -> dict[str, float]:
+    """Optuna constraints (feasible when <= 0): bytes and train seconds over the tier's limits."""
+    return {
+        "artifact_bytes": float(artifact_bytes - limits.artifact_bytes),
+        "train_seconds": float(train_seconds - limits.train_seconds),
+    }
+
+
+class CampaignStudy:
+    """One study per campaign in ``storage_url`` (SQLite by default; any SQLAlchemy URL works)."""
+
+    def __init__(
+        self,
+        storage_url: str,
+        name: str,
+        *,
+        direction: str = "minimize",
+        sampler: str = "tpe",
+        pruner: str = "median",
+        n_startup_trials: int = 10,
+        pruner_startup_trials: int = 5,
+        pruner_warmup_steps: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        self.name = name
+        self.storage_url = storage_url
+        if sampler == "tpe":
+            chosen_sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
+                n_startup_trials=n_startup_trials, seed=seed
+            )
+        elif sampler == "random":
+            chosen_sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            raise StudyError(f"unknown sampler {sampler!r}", hint="use 'tpe' or 'random'")
+        if pruner == "median":
+            chosen_pruner: BasePruner = TierMedianPruner(pruner_startup_trials, pruner_warmup_steps)
+        elif pruner == "none":
+            chosen_pruner = NopPruner()
+        else:
+            raise StudyError(f"unknown pruner {pruner!r}", hint="use 'median' or 'none'")
+        # Workers that start together race to create the schema and the study on a fresh database;
+        # the losers' errors (duplicate table, duplicate study) clear up once the winner is done.
+        for attempt in range(_OPEN_ATTEMPTS):
+            try:
+                self._study = optuna.create_study(
+                    storage=_open_storage(storage_url),
+                    study_name=name,
+                    direction=direction,
+                    sampler=chosen_sampler,
+                    pruner=chosen_pruner,
+                    load_if_exists=True,
+                )
+                break
+            except StudyError:
+                raise
+            except Exception as exc:  # SQLAlchemy and Optuna raise many kinds; name the URL either way
+                if attempt + 1 < _OPEN_ATTEMPTS:
+                    time.sleep(random.uniform(0.2, 1.0) * (attempt + 1))
+                    continue
+                raise StudyError(
+                    f"cannot open study {name!r} at {storage_url} ({_OPEN_ATTEMPTS} attempts): {exc}",
+                    hint="check the storage URL, that its folder exists and that the database is reachable",
+                ) from exc
+
+    @classmethod
+    def from_config(cls, config: Any) -> CampaignStudy:
+        """The study described by a :class:`controller.config.CampaignConfig`."""
+        section = config.study
+        return cls(
+            config.storage_url,
+            config.campaign.name,
+            sampler=section.sampler,
+            pruner=section.pruner,
+            n_startup_trials=section.n_startup_trials,
+            pruner_startup_trials=section.pruner_startup_trials,
+            pruner_warmup_steps=section.pruner_warmup_steps,
+            seed=config.campaign.seed,
+        )
+
+    # ------------------------------------------------------------------ ask
+
+    def ask(
+        self,
+        parent: Candidate | None,
+        knobs: Sequence[Knob],
+        fixed: Mapping[str, KnobValue] | None = None,
+        *,
+        tier: str,
+        operation: Operation | str,
+        attrs: Mapping[str, Any] | None = None,
+    ) -> TrialHandle:
+        """Start a trial on ``parent`` (``None`` for the seed): sample every searchable knob of
+        ``knobs`` not in ``fixed``; the rest take ``fixed`` or their defaults.
+
+        If a re-queued trial is waiting (see :meth:`recover_stale`), Optuna hands that one out first:
+        the returned handle then has ``requeued_from`` set and describes the original, not ``parent``.
+        Check :meth:`waiting_requeues` before preparing a new candidate to avoid wasted work.
+        """
+        trial = self._study.ask()
+        if ATTR_REQUEUED_FROM in trial.user_attrs:
+            return self._requeued_handle(trial)
+        fixed = dict(fixed or {})
+        values: dict[str, KnobValue] = {}
+        space: dict[str, list[str]] = {}
+        for knob in knobs:
+            if knob.name in fixed:
+                values[knob.name] = fixed.pop(knob.name)
+            elif knob.searchable:
+                param, value = _suggest_knob(trial, knob)
+                values[knob.name] = value
+                space[knob.name] = [param, distribution_to_json(_distribution(knob))]
+            else:
+                values[knob.name] = knob.default
+        values.update(fixed)  # overrides for names outside the table are passed on as given
+        base_attrs = {
+            "tier": tier,
+            "operation": str(operation),
+            "parent_trial": parent.trial if parent else None,
+            "parent_commit": parent.commit if parent else None,
+            "knob_values": values,
+            "search_space": space,
+        }
+        for key, value in {**base_attrs, **(attrs or {})}.items():
+            trial.set_user_attr(key, value)
+        return TrialHandle(
+            number=trial.number,
+            tier=tier,
+            operation=str(operation),
+            parent_trial=base_attrs["parent_trial"],
+            knob_values=values,
+            attrs=dict(trial.user_attrs),
+            _trial=trial,
+        )
+
+    def waiting_requeues(self) -> int:
+        """How many re-queued trials wait to be handed out by :meth:`ask` or :meth:`ask_requeued`."""
+        return len(self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
+
+    def ask_requeued(self) -> TrialHandle | None:
+        """Hand out a waiting re-queued trial, or ``None`` when none waits."""
+        if not self.waiting_requeues():
+            return None
+        trial = self._study.ask()
+        if ATTR_REQUEUED_FROM not in trial.user_attrs:  # another worker took it first
+            self._study.tell(trial, state=TrialState.FAIL)
+            return None
+        return self._requeued_handle(trial)
+
+    def _requeued_handle(self, trial: optuna.Trial) -> TrialHandle:
+        attrs = dict(trial.user_attrs)
+        for param, dist_json in attrs.get("search_space", {}).values():
+            _suggest_distribution(trial, param, json_to_distribution(dist_json))  # the enqueued value
+        return _handle_from(trial, attrs)
+
+    def handle_for_running(self, number: int) -> TrialHandle:
+        """A live handle on RUNNING trial ``number``, e.g. to tell a result that the git store already
+        holds after a restart. Raises :class:`StudyError` when the trial is not running."""
+        frozen = next((t for t in self._study.get_trials(deepcopy=False) if t.number == number), None)
+        if frozen is None or frozen.state is not TrialState.RUNNING:
+            state = frozen.state.name if frozen else "missing"
+            raise StudyError(f"trial {number} of study {self.name!r} is {state}, not RUNNING")
+        return _handle_from(optuna.Trial(self._study, frozen._trial_id), dict(frozen.user_attrs))
+
+    # ------------------------------------------------------------------ report and tell
+
+    def report(self, handle: TrialHandle, step: int, value: float) -> bool:
+        """Report the training loss at ``step``; return whether the run should be stopped (pruned).
+
+        A non-finite loss (diverged) always says stop.
+        """
+        if not math.isfinite(value):
+            return True
+        trial = _live(handle)
+        trial.report(value, step)
+        return trial.should_prune()
+
+    def set_attrs(self, handle: TrialHandle, attrs: Mapping[str, Any]) -> None:
+        trial = _live(handle)
+        for key, value in attrs.items():
+            trial.set_user_attr(key, value)
+
+    def set_note(self, handle: TrialHandle, hypothesis: str, diff: str) -> None:
+        """The trial's note for optuna-dashboard, kept as user attribute ``note_markdown``."""
+        note = f"### {hypothesis}\n\n```diff\n{diff}\n```\n" if diff else f"### {hypothesis}\n"
+        self.set_attrs(handle, {"note_markdown": note})
+        try:  # optuna-dashboard shows its own notes next to each trial; optional dependency
+            from optuna_dashboard import save_note
+        except ImportError:
+            return
+        save_note(_live(handle), note)
+
+    def tell(
+        self,
+        handle: TrialHandle,
+        value: float,
+        constraints: Mapping[str, float],
+        user_attrs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Finish a scored trial with its objective (val_bpb) and constraints (feasible when <= 0,
+        see :func:`limit_constraints`). A non-finite value finishes it as failed instead."""
+        trial = _live(handle)
+        self.set_attrs(handle, user_attrs or {})
+        if not math.isfinite(value):
+            self.fail(handle, f"objective {value} is not finite")
+            return
+        for key, bound in constraints.items():
+            if math.isnan(bound):
+                raise StudyError(f"constraint {key} of trial {handle.number} is NaN")
+            trial.set_constraint(key, bound)
+        self._study.tell(trial, value)
+
+    def fail(self, handle: TrialHandle, reason: str, user_attrs: Mapping[str, Any] | None = None) -> None:
+        """Finish a trial that produced no score (crash, timeout, preflight failure, ...)."""
+        self.set_attrs(handle, {**(user_attrs or {}), "status_reason": reason})
+        self._study.tell(_live(handle), state=TrialState.FAIL)
+
+    def prune(self, handle: TrialHandle, reason: str = "pruned") -> None:
+        """Finish a trial that :meth:`report` told to stop (its last reported loss is kept)."""
+        self.set_attrs(handle, {"status_reason": reason})
+        self._study.tell(_live(handle), state=TrialState.PRUNED)
+
+    # ------------------------------------------------------------------ recovery and views
+
+    def running_trials(self) -> list[int]:
+        return [t.number for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+
+    def recover_stale(self, is_alive: Callable[[int], bool]) -> list[int]:
+        """Fail every RUNNING trial whose run is gone and re-queue its parameters; return their numbers.
+
+        Each is re-queued with ``enqueue_trial`` carrying its attributes plus ``requeued_from`` (its
+        number) and ``original_trial`` (the first of a chain). Safe to call again after a crash in
+        the middle: a trial already re-queued is not queued twice. A caller that records results in
+        the git store before telling the study should first tell the study any RUNNING trial the
+        store already holds, so that result is not run twice.
+        """
+        trials = self._study.get_trials(deepcopy=False)
+        already = {t.user_attrs.get(ATTR_REQUEUED_FROM) for t in trials}
+        recovered = []
+        for stale in trials:
+            if stale.state is not TrialState.RUNNING or is_alive(stale.number):
+                continue
+            self._fail_and_requeue(
+                stale, "stale: its run was gone when the controller restarted", queued=stale.number in already
+            )
+            recovered.append(stale.number)
+        return recovered
+
+    def requeue(self, handle: TrialHandle, reason: str) -> None:
+        """Fail RUNNING trial ``handle`` with ``reason`` and queue its re-run, as :meth:`recover_stale`
+        does for a dead one: for a trial that was asked but could not run (the campaign stopped first)."""
+        _live(handle)  # a handle from ask(), so the trial is this process's
+        frozen = next(t for t in self._study.get_trials(deepcopy=False) if t.number == handle.number)
+        self._fail_and_requeue(frozen, reason, queued=False)
+
+    def _fail_and_requeue(self, stale: optuna.trial.FrozenTrial, reason: str, *, queued: bool) -> None:
+        if not queued:
+            attrs = {
+                **stale.user_attrs,
+                ATTR_REQUEUED_FROM: stale.number,
+                ATTR_ORIGINAL_TRIAL: stale.user_attrs.get(ATTR_ORIGINAL_TRIAL, stale.number),
+            }
+            self._study.enqueue_trial(dict(stale.params), user_attrs=attrs)
+        live = optuna.Trial(self._study, stale._trial_id)
+        live.set_user_attr("status_reason", reason)
+        self._study.tell(live, state=TrialState.FAIL)
+
+    def trials(self) -> tuple[TrialRecord, ...]:
+        """Every trial, in number order, as read-only records."""
+        return tuple(_record(t) for t in self._study.get_trials(deepcopy=False))
+
+    def trial(self, number: int) -> TrialRecord:
+        for record in self.trials():
+            if record.number == number:
+                return record
+        raise StudyError(f"study {self.name!r} has no trial {number}")
+
+
+def _open_storage(url: str) -> optuna.storages.BaseStorage:
+    """An RDB storage; for SQLite, the folder is created and writers wait for each other's locks."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
+
+
+def _handle_from(trial: optuna.Trial, attrs: dict[str, Any]) -> TrialHandle:
+    return TrialHandle(
+        number=trial.number,
+        tier=attrs.get("tier", ""),
+        operation=attrs.get("operation", ""),
+        parent_trial=attrs.get("parent_trial"),
+        knob_values=dict(attrs.get("knob_values", {})),
+        requeued_from=attrs.get(ATTR_REQUEUED_FROM),
+        attrs=attrs,
+        _trial=trial,
+    )
+
+
+def _live(handle: TrialHandle) -> optuna.Trial:
+    if handle._trial is None:
+        raise StudyError(f"trial {handle.number} has no live Optuna trial", hint="get handles from ask()")
+    return handle._trial
+
+
+def _distribution(knob: Knob) -> BaseDistribution:
+    if knob.choices is not None:
+        return CategoricalDistribution(knob.choices)
+    assert knob.low is not None and knob.high is not None  # searchable: a range
+    if knob.type == "int":
+        step = 1 if knob.log or knob.step is None else int(knob.step)
+        return IntDistribution(int(knob.low), int(knob.high), log=knob.log, step=step)
+    return FloatDistribution(knob.low, knob.high, log=knob.log, step=None if knob.log else knob.step)
+
+
+def _signature(dist: BaseDistribution) -> str:
+    if isinstance(dist, CategoricalDistribution):
+        digest = hashlib.sha1(repr(dist.choices).encode()).hexdigest()[:6]
+        return f"choice-{digest}"
+    kind = "int" if isinstance(dist, IntDistribution) else "float"
+    return f"{kind}-log" if getattr(dist, "log", False) else kind
+
+
+def _suggest_knob(trial: optuna.Trial, knob: Knob) -> tuple[str, KnobValue]:
+    dist = _distribution(knob)
+    try:
+        return knob.name, _suggest_distribution(trial, knob.name, dist)
+    except ValueError:
+        # An earlier parent declared this knob with another kind of distribution (see module docstring).
+        param = f"{knob.name}[{_signature(dist)}]"
+        return param, _suggest_distribution(trial, param, dist)
+
+
+def _suggest_distribution(trial: optuna.Trial, param: str, dist: BaseDistribution) -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if isinstance(dist, CategoricalDistribution):
+            return trial.suggest_categorical(param, dist.choices)
+        if isinstance(dist, IntDistribution):
+            return trial.suggest_int(param, dist.low, dist.high, step=dist.step, log=dist.log)
+        assert isinstance(dist, FloatDistribution)
+        return trial.suggest_float(param, dist.low, dist.high, step=dist.step, log=dist.log)
+
+
+def _record(trial: FrozenTrial) -> TrialRecord:
+    return TrialRecord(
+        number=trial.number,
+        state=trial.state.name,
+        value=trial.value if trial.state is TrialState.COMPLETE else None,
+        params=dict(trial.params),
+        user_attrs=dict(trial.user_attrs),
+        intermediate_values=dict(trial.intermediate_values),
+        constraints=dict(trial.constraints),
+        started=trial.datetime_start,
+        completed=trial.datetime_complete,
+    )
