@@ -3,20 +3,19 @@
 Two kinds, kept apart on purpose:
 
 * faults of the harness (the LLM endpoint is down, the key is missing, the model name is wrong): they
-  raise, carry a ``hint`` saying what to do, and are never a verdict on a proposal;
+  raise an :class:`AgentError` (an :class:`autogolf.errors.GolfError`, so the command line prints its
+  message and ``hint`` without a traceback) and are never a verdict on a proposal;
 * a reply that cannot be used (no edit, no match, syntax error, ...): :class:`ProposalError`, caught
   inside the agent and turned into a repair turn or a :class:`agent.proposal.GiveUp`.
 """
 
 from __future__ import annotations
 
+from autogolf.errors import GolfError
 
-class AgentError(RuntimeError):
-    """Base of the agent's harness faults. ``hint`` says what the user can do about it."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
-        self.hint = hint
+class AgentError(GolfError, RuntimeError):
+    """Base of the agent's harness faults, in autogolf's one error family (``message`` and ``hint``)."""
 
 
 class LLMUnavailable(AgentError):

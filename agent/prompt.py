@@ -18,7 +18,7 @@ from pathlib import Path
 from string import Template
 
 from agent.errors import AgentConfigError
-from agent.proposal import Outcome, ParentResult, ProposalContext
+from agent.proposal import Operation, Outcome, OutcomeStatus, ParentResult, ProposalContext
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Prompt:
 def build_prompt(context: ProposalContext, templates: PromptTemplates, token_budget: int) -> Prompt:
     """The first two messages for ``context``, trimmed to ``token_budget`` as the module explains."""
     system = templates.render("system", entry=context.entry, allowed_files=", ".join(context.editable_files))
-    if context.operation == "hypothesis":
+    if context.operation == Operation.HYPOTHESIS:
         if not context.human_hypothesis:
             raise ValueError("operation 'hypothesis' needs context.human_hypothesis (the idea to test)")
         task = templates.render("task_hypothesis", human_hypothesis=context.human_hypothesis.strip())
@@ -137,7 +137,7 @@ def format_parent(parent: ParentResult | None) -> str:
         lines.append(f"eval time: {parent.eval_seconds:.1f} s")
     if parent.curve_summary:
         lines.append(f"training loss: {parent.curve_summary}")
-    if parent.log_tail and parent.status != "ok":
+    if parent.log_tail and parent.status != OutcomeStatus.OK:
         tail = parent.log_tail[-_LOG_TAIL_CHARS:]
         lines.append(f"end of its log:\n```\n{tail.rstrip()}\n```")
     return "\n".join(lines)

@@ -1,10 +1,51 @@
-"""What the agent hands the controller: a :class:`Proposal` to turn a parent program into a candidate."""
+"""What the agent and the controller exchange: the :class:`ProposalContext` the agent is given, the
+:class:`Proposal` (or :class:`GiveUp`) it hands back, and the closed sets they use (:class:`Operation`,
+:class:`ProposerKind`, :class:`OutcomeStatus`).
+
+``Operation`` is defined here, not in the controller that draws it, because the context carries it and
+the agent may not import the controller; ``controller.store.archive`` re-exports it.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+
+
+class Operation(StrEnum):
+    """How a candidate came to be."""
+
+    SEED = "seed"  # the campaign's seed program, as given
+    MUTATE = "mutate"  # the LLM edited the parent's code
+    TUNE = "tune"  # Optuna sampled the parent's knobs; code unchanged
+    HYPOTHESIS = "hypothesis"  # the LLM implemented a queued human idea
+    CONFIRM = "confirm"  # the parent re-run with another seed
+
+
+class ProposerKind(StrEnum):
+    """Who wrote a proposal; recorded with its trial."""
+
+    LLM = "llm"  # a chat model changed the code (operation mutate)
+    HYPOTHESIS = "hypothesis"  # a chat model implemented a queued human idea
+    REPLAY = "replay"  # a line of a replay file
+    KNOBS = "knobs"  # no code change: the sampler's knob values
+    SEED = "seed"  # a program imported as a new root (``autogolf seed``)
+    ENQUEUE = "enqueue"  # exact knob settings queued by a person (``autogolf enqueue``)
+
+
+class OutcomeStatus(StrEnum):
+    """How an attempt the agent is told about ended: one of the sandbox's run statuses
+    (``sandbox.spec.RunStatus``, repeated because the agent may not import the sandbox), or no run."""
+
+    OK = "ok"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    OOM = "oom"
+    OVER_SIZE = "over_size"
+    INVALID = "invalid"
+    PRUNED = "pruned"
+    GAVE_UP = "gave_up"  # no usable proposal came, so nothing ran
 
 
 class EditKind(StrEnum):
@@ -59,10 +100,7 @@ class Proposal(BaseModel):
     knob_values: dict[str, str] = Field(default_factory=dict)  # exact settings (enqueue, replay)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     turns: int = 1  # conversation turns it took, repairs included
-    proposer: str = "llm"  # llm | replay | knobs | hypothesis
-    # Set by the replay proposer when its line names them; the controller should honour them.
-    parent_trial: int | None = None
-    hypothesis_id: str | None = None
+    proposer: ProposerKind = ProposerKind.LLM
 
 
 class GiveUp(BaseModel):
@@ -82,7 +120,7 @@ class Outcome(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     hypothesis: str
-    status: str  # ok, crashed, timeout, ..., or "gave_up" / "preflight_failed"
+    status: OutcomeStatus
     val_bpb: float | None = None
     delta_bpb: float | None = None  # vs its parent; negative is better
     note: str = ""  # short reason or detail
@@ -93,7 +131,7 @@ class ParentResult(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    status: str
+    status: OutcomeStatus
     val_bpb: float | None = None
     artifact_bytes: int | None = None
     artifact_limit_bytes: int = 16_000_000
@@ -108,7 +146,7 @@ class ProposalContext(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    operation: str = "mutate"  # mutate | hypothesis
+    operation: Operation = Operation.MUTATE  # the agent is asked for MUTATE or HYPOTHESIS
     entry: str = "train_gpt.py"
     files: dict[str, str]  # the parent program: path -> full text (never trimmed)
     allowed_files: tuple[str, ...] = ("train_gpt.py",)

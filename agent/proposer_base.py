@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from agent.proposal import GiveUp, Proposal, ProposalContext
+from agent.proposal import GiveUp, Proposal, ProposalContext, ProposerKind
 from agent.realize import CheckProgram
 
 
 class Proposer(ABC):
     """Turns a parent program and its context into a :class:`Proposal`, or gives up with a reason."""
 
-    name: str
+    name: ProposerKind
 
     @abstractmethod
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:

@@ -20,7 +20,7 @@ from agent.client import ChatClient
 from agent.errors import ProposalError
 from agent.ledger import Ledger
 from agent.prompt import PromptTemplates, build_prompt
-from agent.proposal import GiveUp, Proposal, ProposalContext, TokenUsage
+from agent.proposal import GiveUp, Operation, Proposal, ProposalContext, ProposerKind, TokenUsage
 from agent.proposer_base import Proposer
 from agent.realize import CheckProgram, parent_knob_names, realize_reply
 from agent.reasoning import split_reasoning
@@ -37,13 +37,13 @@ _MAX_REASON_CHARS = 2000
 class KnobsProposer(Proposer):
     """No code change: the parent's program with new knob values chosen by the controller's sampler."""
 
-    name = "knobs"
+    name = ProposerKind.KNOBS
 
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
         return Proposal(
             hypothesis="Tune the parent's knobs (same code, new settings)",
             files={},
-            proposer="knobs",
+            proposer=ProposerKind.KNOBS,
             turns=0,
         )
 
@@ -56,7 +56,7 @@ class LLMProposer(Proposer):
     the output token limit cut off (``finish_reason == "length"``) is refused even when it parses.
     """
 
-    name = "llm"
+    name = ProposerKind.LLM
 
     def __init__(
         self,
@@ -96,7 +96,9 @@ class LLMProposer(Proposer):
                     messages.append({"role": "assistant", "content": reply.text})
                     messages.append({"role": "user", "content": self.templates.render("repair", error=error)})
                 continue
-            proposer = "hypothesis" if context.operation == "hypothesis" else "llm"
+            proposer = (
+                ProposerKind.HYPOTHESIS if context.operation == Operation.HYPOTHESIS else ProposerKind.LLM
+            )
             return realized.to_proposal(proposer=proposer, usage=usage, turns=turn)
         reason = f"no usable proposal after {total_turns} turns; the last reply was rejected: {error}"
         return GiveUp(

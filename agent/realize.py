@@ -19,7 +19,7 @@ from agent.errors import ProposalError
 from agent.format import parse_reply
 from agent.hashing import normalized_source_hash
 from agent.program_checks import declared_knobs, reading_style, same_code, table_mutations, unread_knobs
-from agent.proposal import Edit, EditKind, Proposal, ProposalContext, TokenUsage
+from agent.proposal import Edit, EditKind, Proposal, ProposalContext, ProposerKind, TokenUsage
 from agent.scoring_paths import scoring_change
 from agent.search_replace import apply_search_replace
 from agent.unified_diff import apply_unified_diff
@@ -38,8 +38,15 @@ class RealizedReply:
     new_knobs: tuple[str, ...]
     scoring_change: str = ""  # why the change alters what the program writes to a scored file
 
-    def to_proposal(self, *, proposer: str, usage: TokenUsage, turns: int, **extra: object) -> Proposal:
-        """The :class:`Proposal` for this change; ``extra`` sets further Proposal fields."""
+    def to_proposal(
+        self,
+        *,
+        proposer: ProposerKind,
+        usage: TokenUsage,
+        turns: int,
+        knob_values: dict[str, str] | None = None,
+    ) -> Proposal:
+        """The :class:`Proposal` for this change, with exact ``knob_values`` when the proposer sets them."""
         return Proposal(
             hypothesis=self.hypothesis,
             rationale=self.rationale,
@@ -50,7 +57,7 @@ class RealizedReply:
             usage=usage,
             turns=turns,
             proposer=proposer,
-            **extra,  # type: ignore[arg-type]
+            knob_values=knob_values or {},
         )
 
 

@@ -4,14 +4,16 @@ One JSON object per line (blank lines are skipped)::
 
     {"reply": "<hypothesis>...</hypothesis> ... <edit path=\\"train_gpt.py\\"> ... </edit>"}
     {"replies": ["<first try>", "<a repair, used only if the first try is rejected>"]}
-    {"reply": "...", "parent": 3, "hypothesis_id": "h-007", "knobs": {"MATRIX_LR": "0.03"}}
+    {"reply": "...", "knobs": {"MATRIX_LR": "0.03"}}
     {"hypothesis": "Lower the matrix learning rate", "knobs": {"MATRIX_LR": "0.03"}}
 
 ``reply`` is exactly what a model would answer; ``replies`` lets one line hold repair turns (each
-is tried against the parent in turn, as an LLM's repairs would be). ``parent`` (a trial number) and
-``hypothesis_id`` are carried into the :class:`Proposal` for the controller, which can look at the
-next line with :meth:`ReplayProposer.peek` before building the context. ``knobs`` sets exact knob
+is tried against the parent in turn, as an LLM's repairs would be). ``knobs`` sets exact knob
 values; a line with ``hypothesis`` and ``knobs`` but no reply is a knob-only proposal.
+
+A line applies to whichever parent the controller picked, as an LLM's reply would: it cannot name its
+parent. The ``parent`` and ``hypothesis_id`` keys of earlier replay files are refused by name
+(:func:`read_replay_file`), never silently ignored.
 
 Position: lines are consumed in order; the index of the next line is :attr:`ReplayProposer.position`.
 When ``cursor_path`` is given the position is read from it at start and rewritten after every
@@ -20,7 +22,7 @@ consumed line, so a resumed campaign does not replay a line twice. A line is con
 
 Shared replay: several processes (``autogolf worker``) can replay one file so that each line is served
 once in all. Each is given ``claim``, called with a line's 1-based entry number before that line is
-served; it must be atomic across the processes (controller.workers.peers pushes a create-only git ref)
+served; it must be atomic across the processes (controller.workers.remote pushes a create-only git ref)
 and say False when another process owns the line, which is then skipped. Like the cursor, a claim is
 taken when the line is consumed: a process killed between consuming a line and running it loses that
 line, as a single controller killed while proposing does.
@@ -37,7 +39,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from agent.errors import AgentConfigError, ProposalError, ProposerExhausted
-from agent.proposal import GiveUp, Proposal, ProposalContext, TokenUsage
+from agent.proposal import GiveUp, Proposal, ProposalContext, ProposerKind, TokenUsage
 from agent.proposer_base import Proposer
 from agent.realize import CheckProgram, parent_knob_names, realize_reply
 
@@ -51,8 +53,6 @@ class ReplayEntry(BaseModel):
     replies: tuple[str, ...] = ()
     hypothesis: str | None = None  # only for knob-only lines
     rationale: str = ""
-    parent: int | None = None
-    hypothesis_id: str | None = None
     knobs: dict[str, str] = {}
 
     @model_validator(mode="after")
@@ -68,8 +68,26 @@ class ReplayEntry(BaseModel):
         return (self.reply,) if self.reply is not None else self.replies
 
 
+# Keys that replay files once carried into the Proposal and nothing ever read: a line that sets one
+# expects an effect it would not get, so it is refused with the reason and the way to get the effect.
+_RETIRED_KEYS = {
+    "parent": (
+        "a replay line cannot choose its parent; the controller picks the parent of every proposal",
+        "remove it; to build an idea on a given trial, queue it with "
+        "`autogolf hypothesis add <campaign> TEXT --parent N`",
+    ),
+    "hypothesis_id": (
+        "a replay line cannot claim a queued hypothesis; a trial is linked to a queued idea by the "
+        "request it implements",
+        "remove it; queue the idea with `autogolf hypothesis add` to have it tracked",
+    ),
+}
+
+
 def read_replay_file(path: Path) -> list[ReplayEntry]:
-    """All entries of ``path``; a bad line is an error naming the file, the line and the problem."""
+    """All entries of ``path``. Raises :class:`AgentConfigError` naming the file and the line for one
+    that is not JSON, does not fit :class:`ReplayEntry`, or sets a retired key (``parent``,
+    ``hypothesis_id``)."""
     if not path.is_file():
         raise AgentConfigError(
             f"replay file {path} does not exist", hint="check the replay path in the campaign"
@@ -79,7 +97,11 @@ def read_replay_file(path: Path) -> list[ReplayEntry]:
         if not line.strip():
             continue
         try:
-            entries.append(ReplayEntry.model_validate(json.loads(line)))
+            data = json.loads(line)
+            for key, (why, fix) in _RETIRED_KEYS.items():
+                if isinstance(data, dict) and key in data:
+                    raise AgentConfigError(f"{path}:{number}: key {key!r} is not supported: {why}", hint=fix)
+            entries.append(ReplayEntry.model_validate(data))
         except (json.JSONDecodeError, ValidationError) as exc:
             raise AgentConfigError(
                 f"{path}:{number}: not a valid replay line: {exc}",
@@ -91,7 +113,7 @@ def read_replay_file(path: Path) -> list[ReplayEntry]:
 class ReplayProposer(Proposer):
     """Serves the lines of a JSONL file in order; raises :class:`ProposerExhausted` after the last."""
 
-    name = "replay"
+    name = ProposerKind.REPLAY
 
     def __init__(
         self, path: Path, *, cursor_path: Path | None = None, claim: Callable[[int], bool] | None = None
@@ -119,26 +141,16 @@ class ReplayProposer(Proposer):
     def remaining(self) -> int:
         return max(0, len(self.entries) - self._position)
 
-    def peek(self) -> ReplayEntry | None:
-        """The entry the next :meth:`propose` will use (to pick its parent), or None at the end.
-        With ``claim``, another process may take it first; :meth:`propose` then serves a later one."""
-        return self.entries[self._position] if self._position < len(self.entries) else None
-
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
         number, entry = self._consume()
-        extra = {
-            "parent_trial": entry.parent,
-            "hypothesis_id": entry.hypothesis_id,
-            "knob_values": entry.knobs,
-        }
         if not entry.turns:
             return Proposal(
                 hypothesis=entry.hypothesis or "",
                 rationale=entry.rationale,
                 files={},
-                proposer="replay",
+                proposer=ProposerKind.REPLAY,
                 turns=0,
-                **extra,
+                knob_values=entry.knobs,
             )
         parent_knobs = parent_knob_names(context, check_program)
         last_error = ""
@@ -148,7 +160,9 @@ class ReplayProposer(Proposer):
             except ProposalError as exc:
                 last_error = str(exc)
                 continue
-            return realized.to_proposal(proposer="replay", usage=TokenUsage(), turns=turn, **extra)
+            return realized.to_proposal(
+                proposer=ProposerKind.REPLAY, usage=TokenUsage(), turns=turn, knob_values=entry.knobs
+            )
         return GiveUp(
             reason=f"replay entry {number} of {self.path}: every reply was rejected; the last: {last_error}",
             turns=len(entry.turns),

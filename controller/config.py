@@ -20,9 +20,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic import model_validator as _model_validator
 
+from agent.proposal import Operation
+from agent.settings import AgentSettings
 from controller.config_messages import describe_error
 from controller.errors import ConfigError
-from controller.store.archive import Operation
 from sandbox.knobs import Knob
 from sandbox.spec import ARTIFACT_LIMIT_BYTES, IntegritySettings, Limits, Plausibility, ProbeKind
 
@@ -257,30 +258,12 @@ class BudgetSection(_Section):
     max_llm_usd: float | None = Field(default=None, ge=0)
 
 
-class AgentSection(_Section):
-    """The ``[agent]`` table: which proposer, and the LLM settings handed to ``agent.settings``.
-
-    LLM fields left unset take ``AgentSettings``' own defaults, so those live in one place.
-    """
+class AgentSection(AgentSettings):
+    """The ``[agent]`` table: which proposer, and the LLM settings (``agent.settings.AgentSettings``,
+    whose fields and defaults are defined once, there)."""
 
     proposer: Literal["llm", "replay", "knobs"] = "llm"
     replay_file: Path | None = None  # JSONL of proposals, for proposer = "replay"
-    base_url: str | None = None
-    model: str | None = None
-    api_key_env: str | None = None  # the variable holding the key; never the key itself
-    api_key_optional: bool | None = None
-    temperature: float | None = None
-    max_output_tokens: int | None = None
-    max_tokens_field: str | None = None
-    request_timeout_seconds: float | None = None
-    max_attempts: int | None = None
-    backoff_base_seconds: float | None = None
-    backoff_max_seconds: float | None = None
-    repair_turns: int | None = None
-    prompt_token_budget: int | None = None
-    prices: dict[str, tuple[float, float]] | None = None  # model -> ($/Mtok in, $/Mtok out)
-    extra_body: dict[str, Any] | None = None
-    prompts_dir: Path | None = None
 
     @field_validator("replay_file", "prompts_dir")
     @classmethod
@@ -293,12 +276,9 @@ class AgentSection(_Section):
             raise ValueError("replay_file: proposer = 'replay' needs it; fix: give a JSONL file")
         return self
 
-    def to_settings(self) -> Any:
-        """The ``agent.settings.AgentSettings`` for these values (imported lazily: agent is optional here)."""
-        from agent.settings import AgentSettings
-
-        fields = self.model_dump(exclude={"proposer", "replay_file"}, exclude_none=True)
-        return AgentSettings(**fields)
+    def to_settings(self) -> AgentSettings:
+        """The LLM settings alone, as the agent takes them."""
+        return AgentSettings.model_validate(self.model_dump(exclude={"proposer", "replay_file"}))
 
 
 class OperationMix(_Section):
@@ -366,6 +346,8 @@ class StudySection(_Section):
     n_startup_trials: int = Field(default=10, ge=0)  # random trials before TPE models anything
     pruner_startup_trials: int = Field(default=5, ge=0)  # completed same-tier trials before pruning
     pruner_warmup_steps: int = Field(default=0, ge=0)  # never prune before this step
+    # re-runs of a trial whose run was lost (its worker or controller died) before it is given up
+    max_reruns: int = Field(default=2, ge=0)
 
     @field_validator("storage")
     @classmethod
@@ -458,27 +440,9 @@ def load_campaign(path: str | Path, *, check_paths: bool = True) -> CampaignConf
     except ValidationError as exc:
         problems = tuple(line for error in exc.errors() for line in describe_error(error, CampaignConfig))
         raise _config_error(path, problems) from None
-    agent_problems = _check_agent_settings(config.agent)
-    if agent_problems:
-        raise _config_error(path, agent_problems)
     return config
 
 
 def _config_error(path: Path, problems: tuple[str, ...]) -> ConfigError:
     listing = "\n  ".join(problems)
     return ConfigError(f"{path}: {len(problems)} problem(s):\n  {listing}", problems)
-
-
-def _check_agent_settings(section: AgentSection) -> tuple[str, ...]:
-    """Validate [agent] with AgentSettings' own rules when the agent package is importable."""
-    try:
-        section.to_settings()
-    except ImportError:
-        return ()
-    except ValidationError as exc:
-        return tuple(
-            line
-            for error in exc.errors()
-            for line in describe_error(error, CampaignConfig, prefix=("agent",))
-        )
-    return ()

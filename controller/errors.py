@@ -1,15 +1,16 @@
-"""Faults of the controller's own machinery. They join the sandbox's :class:`HarnessError` family so the
-CLI catches one base; each carries a ``hint`` saying what to do about it.
+"""Faults of the controller's own machinery, in autogolf's one error family
+(:class:`autogolf.errors.GolfError`): each carries a ``message`` and a ``hint`` saying what to do about
+it, and the command line prints both without a traceback.
 
 A bad candidate is never one of these: it is a result with a status (see ``sandbox.spec.RunResult``).
 """
 
 from __future__ import annotations
 
-from sandbox.errors import HarnessError
+from autogolf.errors import GolfError
 
 
-class ControllerError(HarnessError):
+class ControllerError(GolfError, RuntimeError):
     """Base of the controller's faults."""
 
 

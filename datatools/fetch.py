@@ -21,8 +21,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from autogolf.errors import DataError
 from datatools.manifest import MANIFEST_NAME, dataset_entries, merge_fetched, read_manifest, write_manifest
-from datatools.shards import DataError, ShardError, read_header, shard_name
+from datatools.shards import ShardError, read_header, shard_name
 
 OFFICIAL_REPO_ID = "willdepueoai/parameter-golf"
 # The larger-vocabulary exports the records used were published by a participant, not in the official

@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from datatools.shards import DataError, read_header, shard_paths
+from autogolf.errors import DataError
+from datatools.shards import read_header, shard_paths
 
 MANIFEST_NAME = "manifest.json"
 BUILT_BY = "autogolf prepare build"

@@ -25,6 +25,7 @@ import numpy as np
 import sentencepiece as spm
 from tqdm import tqdm
 
+from autogolf.errors import DataError
 from datatools.corpus import (
     TxtSplit,
     cache_root,
@@ -37,7 +38,7 @@ from datatools.corpus import (
 )
 from datatools.fetch import FetchedDataset, fetch_official
 from datatools.manifest import BuiltDataset, check_build_target, load_built_dataset, record_build
-from datatools.shards import MAX_TOKEN_ID, DataError, ShardWriter
+from datatools.shards import MAX_TOKEN_ID, ShardWriter
 
 __all__ = [
     "BuiltDataset",

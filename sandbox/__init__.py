@@ -23,6 +23,7 @@ from sandbox.spec import (
     RunResult,
     RunSpec,
     RunStatus,
+    StopRequest,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "RunSpec",
     "RunStatus",
     "SandboxUnavailable",
+    "StopRequest",
     "get_backend",
     "preflight",
     "probe_bwrap",

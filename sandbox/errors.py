@@ -1,12 +1,10 @@
-"""Faults of the harness itself (not of a candidate): one family, each carrying what to do about it."""
+"""Faults of the harness itself (not of a candidate), in autogolf's one error family."""
+
+from autogolf.errors import GolfError
 
 
-class HarnessError(RuntimeError):
-    """Base of every fault of autogolf's own machinery. ``hint`` says what the user can do."""
-
-    def __init__(self, message: str, hint: str = "") -> None:
-        super().__init__(f"{message}\n  hint: {hint}" if hint else message)
-        self.hint = hint
+class HarnessError(GolfError, RuntimeError):
+    """A fault of the sandbox's machinery (backend, data, limits). ``hint`` says what the user can do."""
 
 
 class SandboxUnavailable(HarnessError):

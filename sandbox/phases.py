@@ -21,7 +21,7 @@ from sandbox.outputs import (
     read_program_report,
 )
 from sandbox.progress import CurveTailer, OnEvent
-from sandbox.spec import ArtifactBytes, CurvePoint, IntegrityCheck, IntegrityReport, RunStatus
+from sandbox.spec import ArtifactBytes, CurvePoint, IntegrityCheck, IntegrityReport, RunStatus, StopRequest
 
 _OOM_MARKERS = ("MemoryError", "OutOfMemoryError", "CUDA out of memory", "Cannot allocate memory")
 
@@ -41,6 +41,7 @@ class Account:
     log_path: Path | None = None
     notes: list[str] = field(default_factory=list)
     failed_check: IntegrityCheck | None = None
+    stopped_by: StopRequest | None = None  # the caller's answer that stopped the run
     probes: list[IntegrityReport] = field(default_factory=list)
     artifact_digest: dict[str, str] = field(default_factory=dict)  # as measured, before any eval ran
 
@@ -74,8 +75,11 @@ def execute(
     account.log_path = inv.log_path
     if tailer.callback_error is not None:
         raise tailer.callback_error
-    if tailer.stop_requested_at_step is not None:
-        account.notes.append(f"stop requested by the caller at step {tailer.stop_requested_at_step}")
+    if tailer.stop_request is not None:
+        account.stopped_by = tailer.stop_request
+        account.notes.append(
+            f"stop ({tailer.stop_request}) requested by the caller at step {tailer.stop_requested_at_step}"
+        )
     if outcome.log_truncated:
         account.notes.append(f"{inv.log_path.name} was capped at {inv.limits.max_log_bytes:,} bytes")
     if outcome.detail and f"backend: {outcome.detail}" not in account.notes:

@@ -1,7 +1,7 @@
 """Live progress: tail a running phase's ``curve.jsonl`` and hand each new point to the caller.
 
-The caller's callback may answer ``"stop"`` (e.g. an Optuna pruner); the tailer then sets the stop
-event the backend watches, and the backend kills the run. Malformed lines are counted and skipped:
+The caller's callback may answer a :class:`~sandbox.spec.StopRequest` (an Optuna pruner, the user); the
+tailer then sets the stop event the backend watches, and the backend kills the run. Malformed lines are counted and skipped:
 a program that writes garbage to its curve file must not be able to crash the harness.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sandbox.outputs import parse_curve_line
-from sandbox.spec import ProgressEvent
+from sandbox.spec import ProgressEvent, StopRequest
 
 OnEvent = Callable[[ProgressEvent], object]
 
@@ -29,6 +29,7 @@ class CurveTailer:
         self.on_event = on_event
         self.stop = stop
         self.stop_requested_at_step: int | None = None
+        self.stop_request: StopRequest | None = None
         self.malformed_lines = 0
         self.callback_error: BaseException | None = None
         self._offset = 0
@@ -91,6 +92,11 @@ class CurveTailer:
             self.callback_error = exc
             self.stop.set()
             return
-        if answer == "stop":
-            self.stop_requested_at_step = event.step
+        if isinstance(answer, StopRequest):
+            self.stop_request, self.stop_requested_at_step = answer, event.step
+            self.stop.set()
+        elif answer is not None:  # a typo'd answer must not let a run the caller meant to stop go on
+            self.callback_error = TypeError(
+                f"the progress callback answered {answer!r}; answer a sandbox.StopRequest or None"
+            )
             self.stop.set()

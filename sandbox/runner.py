@@ -57,7 +57,7 @@ MakeInvocation = Callable[..., PhaseInvocation]
 def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | None = None) -> RunResult:
     """Run ``spec`` to a :class:`RunResult`; never raises for anything the candidate does.
 
-    ``on_event`` gets a :class:`ProgressEvent` per curve line while training; returning ``"stop"``
+    ``on_event`` gets a :class:`ProgressEvent` per curve line while training; returning a :class:`StopRequest`
     kills the run (status ``pruned``). ``backend`` overrides ``spec.backend`` (tests, custom backends).
     Raises :class:`HarnessError` when the data, tokenizer or entry script are missing, and whatever
     ``on_event`` raised (after the run was killed).
@@ -183,6 +183,7 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         claimed_bpb=account.program.claimed_bpb,
         notes=account.notes,
         failed_check=account.failed_check,
+        stopped_by=account.stopped_by,
         probes=account.probes,
     )
     _write_atomically(out / "result.json", result.model_dump_json(indent=2))

@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 ARTIFACT_LIMIT_BYTES = 16_000_000  # decimal, as the challenge counts it
 
 
+class StopRequest(StrEnum):
+    """What a progress callback answers to end a run early; ``None`` lets it go on."""
+
+    PRUNE = "prune"  # the caller's pruner judged the run hopeless
+    USER = "user"  # the user stopped the campaign
+
+
 class RunStatus(StrEnum):
     OK = "ok"
     CRASHED = "crashed"
@@ -221,6 +228,7 @@ class RunResult(BaseModel):
     claimed_bpb: float | None = None  # what the program said; a log, not a score
     notes: list[str] = Field(default_factory=list)  # harness remarks that did not change the status
     failed_check: IntegrityCheck | None = None  # the check that made the status what it is, if one did
+    stopped_by: StopRequest | None = None  # set when the caller's progress callback stopped the run
     probes: list[IntegrityReport] = Field(default_factory=list)  # the integrity probes it passed, in order
 
     @property

@@ -19,4 +19,5 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 # torch==2.13.0 first: an unpinned torch would pull the multi-GB CUDA build on a CPU machine.
 python3 -m pip install -q torch==2.13.0 -e ".[train,dev]"
-exec python3 -m pytest "$@"
+# The slowest tests are listed at the end, so a slow new one shows (the fast set is `-m "not slow"`).
+exec python3 -m pytest --durations=15 "$@"

@@ -10,10 +10,13 @@ from typing import Annotated
 import typer
 
 from controller.cli.review import register as register_review
-from controller.cli.terminal import COMMAND_ERRORS, console, fail, load, say
+from controller.cli.terminal import GolfCommands, console, load, say
 from controller.workers.worker import register_worker
 
-app = typer.Typer(help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True)
+# GolfCommands turns any GolfError a command raises into "error: ... / hint: ..." and exit status 2.
+app = typer.Typer(
+    cls=GolfCommands, help="autogolf: an unattended research lab for Parameter Golf.", no_args_is_help=True
+)
 data_app = typer.Typer(help="Challenge-format data: fetch the official shards or build them from text.")
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -47,22 +50,16 @@ def demo(
     ] = False,
 ) -> None:
     """Run the whole loop on CPU with the embedded corpus and offline proposers (a few minutes)."""
-    try:
-        config = load(DEMO_CAMPAIGN)
-        if not resume and config.run_dir.exists():
-            shutil.rmtree(config.run_dir)
-        _run_campaign(DEMO_CAMPAIGN, config)
-    except COMMAND_ERRORS as exc:
-        raise fail(exc) from exc
+    config = load(DEMO_CAMPAIGN)
+    if not resume and config.run_dir.exists():
+        shutil.rmtree(config.run_dir)
+    _run_campaign(DEMO_CAMPAIGN, config)
 
 
 @app.command()
 def run(campaign: Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]) -> None:
     """Start or resume a campaign. Ctrl-C once: finish running trials and stop; twice: kill them."""
-    try:
-        _run_campaign(campaign, load(campaign))
-    except COMMAND_ERRORS as exc:
-        raise fail(exc) from exc
+    _run_campaign(campaign, load(campaign))
 
 
 @data_app.command("fetch")
@@ -72,12 +69,9 @@ def data_fetch(
     train_shards: Annotated[int, typer.Option(help="training shards of 10^8 tokens to fetch")] = 80,
 ) -> None:
     """Download the official shards and tokenizer from Hugging Face (resumable, headers verified)."""
-    from datatools.prepare import DataError, fetch_official
+    from datatools.prepare import fetch_official
 
-    try:
-        fetched = fetch_official(variant, dest, train_shards)
-    except DataError as exc:
-        raise fail(exc) from exc
+    fetched = fetch_official(variant, dest, train_shards)
     console.print(f"dataset: {fetched.dataset_dir}\ntokenizer: {fetched.tokenizer_path}")
 
 
@@ -92,12 +86,9 @@ def data_build(
     name: Annotated[str, typer.Option(help="dataset name")] = "corpus",
 ) -> None:
     """Build a tokenizer and challenge-format shards from local text."""
-    from datatools.prepare import DataError, build_from_files
+    from datatools.prepare import build_from_files
 
-    try:
-        built = build_from_files(inputs, dest, vocab_size=vocab_size, val_docs=val_docs, name=name)
-    except DataError as exc:
-        raise fail(exc) from exc
+    built = build_from_files(inputs, dest, vocab_size=vocab_size, val_docs=val_docs, name=name)
     console.print(
         f"dataset: {built.dataset_dir} ({built.train_tokens:,} train / {built.val_tokens:,} val tokens)\n"
         f"tokenizer: {built.tokenizer_path}"
@@ -107,12 +98,9 @@ def data_build(
 @data_app.command("demo")
 def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabulary size")] = 1024) -> None:
     """Download (once) the embedded Shakespeare corpus and build the demo shards."""
-    from datatools.prepare import DataError, ensure_demo_data
+    from datatools.prepare import ensure_demo_data
 
-    try:
-        built = ensure_demo_data(vocab_size=vocab_size)
-    except DataError as exc:
-        raise fail(exc) from exc
+    built = ensure_demo_data(vocab_size=vocab_size)
     console.print(f"dataset: {built.dataset_dir}\ntokenizer: {built.tokenizer_path}")
 
 

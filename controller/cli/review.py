@@ -20,8 +20,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from controller.cli.terminal import console, fail, load
-from sandbox.errors import HarnessError
+from controller.cli.terminal import console, load
 
 CampaignArg = Annotated[Path, typer.Argument(help="campaign file, e.g. experiments/demo.toml")]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable output")]
@@ -56,10 +55,7 @@ def status(campaign: CampaignArg, as_json: JsonOption = False) -> None:
     """Campaign state: trials by state, best BPB of record, budget spent, queue, workers."""
     from controller.review.views import campaign_status
 
-    try:
-        state = campaign_status(_open(campaign))
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    state = campaign_status(_open(campaign))
     if as_json:
         _print_json(state.model_dump(mode="json"))
         return
@@ -89,6 +85,10 @@ def status(campaign: CampaignArg, as_json: JsonOption = False) -> None:
     )
     for request in state.pending_requests:
         console.print(escape(f"  {request.id} {request.summary()}"), highlight=False)
+    console.print(
+        f"re-runs: {state.reruns} · given up: {state.reruns_given_up} "
+        f"(a trial whose run is lost is re-run up to {state.max_reruns} times)"
+    )
     who = f"controller pid {state.controller_pid}" if state.controller_pid else "no controller running here"
     console.print(f"workers: {who}; {len(state.running)} trial(s) running")
     for run in state.running:
@@ -107,10 +107,7 @@ def leaderboard(
     """Feasible candidates ranked by BPB, with seeds, deltas, bytes, times and hypotheses."""
     from controller.review.views import leaderboard as rank
 
-    try:
-        rows = rank(_open(campaign), tier=tier, limit=limit or None, include_ineligible=show_all)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    rows = rank(_open(campaign), tier=tier, limit=limit or None, include_ineligible=show_all)
     if as_json:
         _print_json([row.model_dump(mode="json") for row in rows])
         return
@@ -167,10 +164,7 @@ def show(
     """One trial: hypothesis, rationale, lineage, metrics, knobs, the diff against its parent, log tail."""
     from controller.review.views import trial_detail
 
-    try:
-        detail = trial_detail(_open(campaign), trial, log_lines=log_lines)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    detail = trial_detail(_open(campaign), trial, log_lines=log_lines)
     if as_json:
         _print_json(detail.model_dump(mode="json"))
         return
@@ -218,10 +212,7 @@ def diff(
     """The diff between any two candidates' programs."""
     from controller.review.views import diff_between
 
-    try:
-        _print_diff(diff_between(_open(campaign), a, b))
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    _print_diff(diff_between(_open(campaign), a, b))
 
 
 def _check_parent(campaign: Path, parent: int | None) -> None:
@@ -239,19 +230,14 @@ def hypothesis_add(
     """Queue an idea for the agent to implement next."""
     from controller.search.requests import add_hypothesis, hypotheses_from_markdown
 
-    try:
-        if (text is None) == (file is None):
-            raise typer.BadParameter("give the idea as TEXT or with --file, not both or neither")
-        ideas = [text] if text is not None else hypotheses_from_markdown(_read(file))
-        config = load(campaign)
-        _check_parent(campaign, parent)
-        for idea in ideas:
-            request_id = add_hypothesis(config.run_dir, idea or "", parent)
-            console.print(
-                escape(f"queued {request_id}: {(idea or '').splitlines()[0][:100]}"), highlight=False
-            )
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    if (text is None) == (file is None):
+        raise typer.BadParameter("give the idea as TEXT or with --file, not both or neither")
+    ideas = [text] if text is not None else hypotheses_from_markdown(_read(file))
+    config = load(campaign)
+    _check_parent(campaign, parent)
+    for idea in ideas:
+        request_id = add_hypothesis(config.run_dir, idea or "", parent)
+        console.print(escape(f"queued {request_id}: {(idea or '').splitlines()[0][:100]}"), highlight=False)
 
 
 def _read(path: Path | None) -> str:
@@ -267,12 +253,9 @@ def hypothesis_list(campaign: CampaignArg, as_json: JsonOption = False) -> None:
     """Every queued idea, with the trials it produced and their outcome."""
     from controller.search.requests import RequestKind, load_requests, outcome_of, trials_of
 
-    try:
-        config = load(campaign)
-        requests = [r for r in load_requests(config.run_dir) if r.kind is RequestKind.HYPOTHESIS]
-        trials = _open(campaign).trials if (config.run_dir / "repo").exists() else ()
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    config = load(campaign)
+    requests = [r for r in load_requests(config.run_dir) if r.kind is RequestKind.HYPOTHESIS]
+    trials = _open(campaign).trials if (config.run_dir / "repo").exists() else ()
     if as_json:
         rows = [
             {**r.model_dump(mode="json"), "trials": [t.number for t in trials_of(r.id, trials)]}
@@ -297,13 +280,10 @@ def enqueue(
     """Queue exact knob settings for a run (no code change)."""
     from controller.search.requests import add_knobs
 
-    try:
-        values = dict(_split_knob(item) for item in knob)
-        config = load(campaign)
-        _check_knobs(campaign, config, values, parent)
-        request_id = add_knobs(config.run_dir, values, parent)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    values = dict(_split_knob(item) for item in knob)
+    config = load(campaign)
+    _check_knobs(campaign, config, values, parent)
+    request_id = add_knobs(config.run_dir, values, parent)
     console.print(f"queued {request_id}: " + " ".join(f"{k}={v}" for k, v in values.items()), highlight=False)
 
 
@@ -348,12 +328,9 @@ def seed(
     """Import any program as a new root of the campaign (its knob table is used when it has one)."""
     from controller.search.requests import add_seed, load_requests
 
-    try:
-        config = load(campaign)
-        request_id = add_seed(config.run_dir, program, title)
-        request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    config = load(campaign)
+    request_id = add_seed(config.run_dir, program, title)
+    request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
     console.print(escape(f"queued {request_id}: {request.summary()}"), highlight=False)
 
 
@@ -365,12 +342,9 @@ def confirm(
     """Queue more seeds of a candidate; the campaign runs them before anything else."""
     from controller.search.requests import add_confirm
 
-    try:
-        config = load(campaign)
-        _check_parent(campaign, trial)
-        request_id = add_confirm(config.run_dir, trial, seeds)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    config = load(campaign)
+    _check_parent(campaign, trial)
+    request_id = add_confirm(config.run_dir, trial, seeds)
     console.print(
         f"queued {request_id}: {seeds} more seed(s) of trial {trial}; they run first when "
         f"`autogolf run {campaign}` runs (a running controller picks them up next)"
@@ -394,10 +368,7 @@ def export(
     from controller.review.export import SubmissionInfo, export_candidate
 
     info = SubmissionInfo(author, github_id, name, blurb, date, hardware, pytorch_version, base_pr)
-    try:
-        submission = export_candidate(_open(campaign), trial, to, info)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    submission = export_candidate(_open(campaign), trial, to, info)
     std = f" ± {submission.val_bpb_std:.4f}" if submission.val_bpb_std is not None else ""
     console.print(
         f"exported trial {trial} to {to}: {submission.val_bpb:.4f}{std} bpb, {len(submission.seeds)} seed(s)"
@@ -411,11 +382,8 @@ def report(
     """Write a self-contained HTML report: charts, lineage, operations, spend, leaderboard and diffs."""
     from controller.review.report import write_report
 
-    try:
-        review = _open(campaign)
-        path = write_report(review, out or review.run_dir / "report.html")
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    review = _open(campaign)
+    path = write_report(review, out or review.run_dir / "report.html")
     console.print(f"report: {path.resolve().as_uri()}")
 
 
@@ -425,10 +393,7 @@ def dashboard(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
 ) -> None:
     """Start optuna-dashboard on the campaign's study; each trial's note holds its hypothesis and diff."""
-    try:
-        config = load(campaign)
-    except HarnessError as exc:
-        raise fail(exc) from exc
+    config = load(campaign)
     command = ["optuna-dashboard", config.storage_url, "--port", str(port), "--host", host]
     executable = shutil.which("optuna-dashboard")
     if executable is None:

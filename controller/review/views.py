@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict
 
 from controller.config import CampaignConfig
@@ -26,7 +27,13 @@ from controller.search.requests import ATTR_REQUEST_ID, Request, pending
 from controller.store.archive import Archive, Candidate
 from controller.store.gitstore import GitStore
 from controller.store.records import ATTR_CONFIRM_OF, rebuild_archive
-from controller.store.study import CampaignStudy, TrialRecord
+from controller.store.study import (
+    ATTR_GAVE_UP,
+    ATTR_REQUEUED_FROM,
+    CampaignStudy,
+    TrialRecord,
+    budget_trials,
+)
 
 LOG_TAIL_LINES = 40
 
@@ -216,6 +223,9 @@ class CampaignStatus(BaseModel):
     last_completed: datetime | None
     pending_requests: list[Request]
     waiting_requeues: int
+    reruns: int  # trials that re-run one whose run was lost or that a stop set aside
+    reruns_given_up: int  # trials not re-run: their run was lost max_reruns + 1 times
+    max_reruns: int
     running: list[RunningTrial]
     controller_pid: int | None  # the pid holding controller.lock on this machine, when it is alive
 
@@ -234,14 +244,19 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
         trials_by_operation=dict(Counter(str(t.user_attrs.get("operation", "?")) for t in trials)),
         best_of_record=leaderboard_row(campaign, incumbent, 0) if incumbent else None,
         best_seen=leaderboard_row(campaign, best, 1) if best else None,
-        trials_used=sum(1 for t in trials if t.state != "WAITING"),
+        trials_used=len(budget_trials(trials)),
         max_trials=budget.max_trials,
         llm_usd=llm_spend(campaign.run_dir),
         max_llm_usd=budget.max_llm_usd,
         first_started=min(started) if started else None,
         last_completed=max(completed) if completed else None,
         pending_requests=pending(campaign.run_dir, trials),
-        waiting_requeues=sum(1 for t in trials if t.state == "WAITING"),
+        waiting_requeues=sum(1 for t in trials if t.trial_state is TrialState.WAITING),
+        reruns=sum(1 for t in trials if ATTR_REQUEUED_FROM in t.user_attrs),
+        reruns_given_up=sum(
+            1 for t in trials if t.trial_state is TrialState.FAIL and t.user_attrs.get(ATTR_GAVE_UP)
+        ),
+        max_reruns=campaign.config.study.max_reruns,
         running=[
             RunningTrial(
                 trial=t.number,
@@ -251,7 +266,7 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
                 hypothesis=str(t.user_attrs.get("hypothesis", "")),
             )
             for t in trials
-            if t.state == "RUNNING"
+            if t.trial_state is TrialState.RUNNING
         ],
         controller_pid=_live_controller(campaign.run_dir),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from agent.hashing import normalized_source_hash
-from agent.proposal import Outcome, ParentResult, ProposalContext
+from agent.proposal import Operation, Outcome, ParentResult, ProposalContext
 from controller.store.archive import Archive, Candidate
 from controller.store.gitstore import GitStore
 from sandbox.spec import RunResult
@@ -63,7 +63,7 @@ def build_context(
     archive: Archive,
     parent: Candidate,
     entry: str,
-    operation: str,
+    operation: Operation,
     human_hypothesis: str | None = None,
     failed_attempts: tuple[Outcome, ...] = (),
     tier: str | None = None,

@@ -55,8 +55,8 @@ from controller.store.records import (
     with_confirmed,
     with_extra_seed,
 )
-from controller.store.study import TrialHandle
-from sandbox import GpuPool, RunResult, RunStatus
+from controller.store.study import ATTR_GAVE_UP, ATTR_REQUEUED_FROM, TrialHandle, budget_trials
+from sandbox import GpuPool, RunResult, RunStatus, StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,8 @@ class Controller(Planning):
         """Make the study and the git store agree after a crash, then rebuild the archive.
 
         A RUNNING trial whose commit is in the store crashed after recording: tell the study from the
-        note. One without a commit never finished: fail it and re-queue its parameters.
+        note. One without a commit never finished: fail it and re-queue its parameters, unless its
+        run was lost ``study.max_reruns`` times already (then it stays failed).
         """
         study, store = self.ws.study, self.ws.store
         for number in study.running_trials():
@@ -133,10 +134,17 @@ class Controller(Planning):
                 continue
             self.say(f"resume: trial {number} was recorded in git but not in the study; telling the study")
             tell_from_note(self.ws, number, commit, self.explore)
-        requeued = study.recover_stale(lambda number: False)
-        if requeued:
+        recovered = study.recover_stale(lambda number: False)
+        trials = study.trials()
+        rerun = {t.user_attrs.get(ATTR_REQUEUED_FROM) for t in trials}
+        given_up = [t.number for t in trials if t.number in recovered and t.user_attrs.get(ATTR_GAVE_UP)]
+        if requeued := [n for n in recovered if n in rerun]:
             self.say(f"resume: trials {requeued} were interrupted; re-queued")
-        self.archive = rebuild_archive(study.trials())
+        if given_up:
+            self.say(f"resume: trials {given_up} lost their run too often (study.max_reruns); not re-run")
+        if never_ran := [n for n in recovered if n not in rerun and n not in given_up]:
+            self.say(f"resume: trials {never_ran} died while being asked, before they ran; not re-run")
+        self.archive = rebuild_archive(trials)
         self._sync_frontier()
 
     # ------------------------------------------------------------------ budgets
@@ -144,11 +152,12 @@ class Controller(Planning):
     def _over_trial_budget(self, number: int) -> str | None:
         """Why trial ``number`` may not run, when other workers on the shared study took the last
         trials of the budget between this worker's budget check and its ask; None when it may.
-        Trials are ranked by number, so every worker reaches the same verdict."""
+        Trials are ranked by number among those the budget counts (:func:`budget_trials`), so every
+        worker reaches the same verdict."""
         cap = self.config.budget.max_trials
         if cap is None or not self.peers.shared:
             return None
-        rank = sum(1 for t in self.ws.study.trials() if t.state != "WAITING" and t.number <= number)
+        rank = sum(1 for t in budget_trials(self.ws.study.trials()) if t.number <= number)
         return (
             f"over the trial budget ({rank} > {cap}): other workers took the last trials"
             if rank > cap
@@ -156,9 +165,10 @@ class Controller(Planning):
         )
 
     def budget_left(self) -> str | None:
-        """None while the campaign may go on, else why it stops."""
+        """None while the campaign may go on, else why it stops. The trial budget counts experiments
+        (:func:`budget_trials`): a trial whose run was lost and that is re-run counts once."""
         budget = self.config.budget
-        asked = sum(1 for t in self.ws.study.trials() if t.state != "WAITING") + self.launching
+        asked = len(budget_trials(self.ws.study.trials())) + self.launching
         if budget.max_trials is not None and asked >= budget.max_trials:
             return f"trial budget reached ({asked} of {budget.max_trials})"
         hours = (time.monotonic() - self.stats.started) / 3600
@@ -295,7 +305,7 @@ class Controller(Planning):
 
     def _record(self, plan: TrialPlan, handle, result: RunResult, changed) -> None:
         ws = self.ws
-        interrupted = result.status is RunStatus.PRUNED and "interrupted" in result.reason
+        interrupted = result.stopped_by is StopRequest.USER
         with self.lock:
             if interrupted:
                 ws.study.fail(handle, result.reason)
@@ -463,7 +473,8 @@ class Controller(Planning):
 
     def _owed_rerun(self) -> TrialPlan | None:
         """A re-queued trial still to run, taken out of the urgent queue (fetched from the study when
-        none is queued), so an exhausted budget never strands a re-run of a crashed trial."""
+        none is queued), so an exhausted budget never strands a re-run of a crashed trial: the budget
+        counted it from the moment it was queued."""
         if not any(p.requeued is not None for p in self.urgent):
             self.urgent.extend(self._requeued())
         owed = next((p for p in self.urgent if p.requeued is not None), None)

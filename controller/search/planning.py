@@ -98,7 +98,7 @@ class Planning:
                 archive=self.archive,
                 parent=parent,
                 entry=self.ws.entry,
-                operation=str(operation),
+                operation=operation,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
                 tier=self.explore,
             )
@@ -323,7 +323,7 @@ class Planning:
                 archive=self.archive,
                 parent=parent,
                 entry=self.ws.entry,
-                operation=str(Operation.HYPOTHESIS),
+                operation=Operation.HYPOTHESIS,
                 human_hypothesis=request.text,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
                 tier=self.explore,

@@ -27,6 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.errors import ControllerError
@@ -256,7 +257,7 @@ def outcome_of(request: Request, trials: Iterable[TrialRecord]) -> str:
     parts = []
     for record in made:
         bpb = record.user_attrs.get("val_bpb")
-        if record.state == "COMPLETE" and isinstance(bpb, int | float) and math.isfinite(bpb):
+        if record.trial_state is TrialState.COMPLETE and isinstance(bpb, int | float) and math.isfinite(bpb):
             parts.append(f"trial {record.number}: {bpb:.4f} bpb")
         else:
             reason = str(record.user_attrs.get("status_reason", "")).splitlines()[:1]

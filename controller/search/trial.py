@@ -14,7 +14,7 @@ import math
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from controller.store.records import (
     result_note,
 )
 from controller.store.study import TrialHandle, limit_constraints
-from sandbox import RunResult, RunSpec, RunStatus
+from sandbox import RunResult, RunSpec, RunStatus, StopRequest
 from sandbox import run as sandbox_run
 from sandbox.knobs import Knob, KnobValue, parse_knob_table, rewrite_knob_defaults
 from sandbox.spec import Plausibility
@@ -52,7 +52,6 @@ class TrialPlan:
     proposal: Proposal | None = None  # code change and/or exact knob values; None for seed and confirm
     confirm_source: Candidate | None = None  # confirm: the candidate whose program is re-run
     seed: int = BASE_SEED
-    hypothesis_id: str | None = None
     requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
     request: Request | None = None  # the queued request (controller.search.requests) this trial serves
 
@@ -68,16 +67,6 @@ class TrialPlan:
         if self.operation is Operation.CONFIRM and self.confirm_source is not None:
             return f"confirm trial {self.confirm_source.trial} with seed {self.seed}"
         return "seed program" if self.parent is None else ""
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    number: int
-    plan: TrialPlan
-    result: RunResult | None
-    candidate: Candidate | None  # the archive entry written or updated, if the run counted for one
-    reason: str = ""
-    attrs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def program_knobs(source: str, entry: str, *, allow_missing: bool = False) -> list[Knob]:
@@ -172,12 +161,12 @@ def run_plan(
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
     prunable = plan.operation in (Operation.MUTATE, Operation.TUNE, Operation.HYPOTHESIS)
 
-    def on_event(event: Any) -> str | None:
+    def on_event(event: Any) -> StopRequest | None:
         if interrupt.is_set():
-            return "stop"
+            return StopRequest.USER
         if ws.study.report(handle, event.step, event.train_loss) and prunable:
             pruned.append(prune_reason(event.step, event.train_loss))
-            return "stop"
+            return StopRequest.PRUNE
         return None
 
     run_dir = ws.trial_dir(handle.number) / "run"
@@ -204,9 +193,9 @@ def run_plan(
     )
     result = sandbox_run(spec, on_event)
     # The sandbox only knows that its caller asked it to stop; say who asked and why.
-    if result.status is RunStatus.PRUNED and pruned:
+    if result.stopped_by is StopRequest.PRUNE and pruned:
         result = result.model_copy(update={"reason": pruned[0]})
-    elif result.status is RunStatus.PRUNED and interrupt.is_set():
+    elif result.stopped_by is StopRequest.USER:
         result = result.model_copy(update={"reason": "interrupted by the user (second Ctrl-C)"})
     return result
 
@@ -272,7 +261,7 @@ def tell_study(
             constraints,
             {**attrs, "val_loss": result.val_loss, "val_bpb": result.val_bpb},
         )
-    elif result.status is RunStatus.PRUNED and "interrupted" not in result.reason:
+    elif result.status is RunStatus.PRUNED and result.stopped_by is not StopRequest.USER:
         ws.study.set_attrs(handle, attrs)
         ws.study.prune(handle, result.reason or "pruned by the median rule")
     else:

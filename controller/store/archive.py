@@ -17,19 +17,13 @@ import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+# Operation is defined by the agent package (its ProposalContext carries one, and the agent may not
+# import the controller); re-exported so the controller imports it with the records that use it.
+from agent.proposal import Operation
 from sandbox.spec import RunStatus
 
-
-class Operation(StrEnum):
-    """How a candidate came to be."""
-
-    SEED = "seed"  # the campaign's seed program, as given
-    MUTATE = "mutate"  # the LLM edited the parent's code
-    TUNE = "tune"  # Optuna sampled the parent's knobs; code unchanged
-    HYPOTHESIS = "hypothesis"  # the LLM implemented a queued human idea
-    CONFIRM = "confirm"  # the parent re-run with another seed
+__all__ = ["Archive", "Candidate", "Operation"]
 
 
 @dataclass(frozen=True)

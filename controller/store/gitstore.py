@@ -20,9 +20,22 @@ night's thousand attempts, while every commit stays reachable (safe from gc) and
 diffed and re-run by its archive ref. A candidate that re-enters the frontier moves back.
 
 Every write holds an exclusive ``fcntl`` lock on ``.git/autogolf.lock`` (one writer at a time, across
-processes and threads). git runs as short-lived subprocesses that are waited for; nothing like
-``cat-file --batch`` is kept open, and auto-gc is kept in the foreground, so a night of trials leaves
-no git processes behind.
+processes and threads).
+
+Two ways to talk to git, each where it reads better (README, "Dependencies"):
+
+* GitPython creates and configures the repository and reads commits, their trailers, trees and files.
+  The repository is opened per call and closed after it: closing ends, and waits for, the
+  ``cat-file`` processes GitPython reads objects through (its GitDB backend, which needs none, is
+  deprecated), and a fresh open sees what other processes wrote.
+* The git command line writes objects and handles refs and notes. A candidate's tree is built in a
+  throwaway index (GitPython's index would run the same ``read-tree`` behind a wrapper);
+  ``update-ref --stdin`` applies a frontier change as one atomic transaction that checks the old
+  values, and ``for-each-ref`` lists refs as one snapshot while other workers move them (GitPython
+  reads and writes ref files one at a time); GitPython has no notes API.
+
+Every git process is short-lived and waited for, and auto-gc is kept in the foreground, so a night of
+trials leaves no git processes behind.
 """
 
 from __future__ import annotations
@@ -33,12 +46,13 @@ import io
 import os
 import re
 import subprocess
-import tarfile
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+
+import git
 
 from controller.errors import GitStoreError
 
@@ -87,20 +101,20 @@ class GitStore:
             raise GitStoreError("init needs at least one seed file", hint="pass {'train_gpt.py': text}")
         self.path.mkdir(parents=True, exist_ok=True)
         if not (self.path / ".git").is_dir():
-            self._git("init", "-q", "--initial-branch=seed")
-        for key, value in (
-            ("user.name", "autogolf"),
-            ("user.email", "autogolf@localhost"),
-            ("core.logAllRefUpdates", "true"),
-            ("gc.autoDetach", "false"),  # a detached auto-gc would outlive the call
-            ("maintenance.auto", "false"),
-        ):
-            self._git("config", key, value)
+            git.Repo.init(self.path, initial_branch="seed").close()
+        with self._open() as repo, repo.config_writer() as config:
+            config.set_value("user", "name", "autogolf")
+            config.set_value("user", "email", "autogolf@localhost")
+            config.set_value("core", "logAllRefUpdates", "true")
+            config.set_value("gc", "autoDetach", "false")  # a detached auto-gc would outlive the call
+            config.set_value("maintenance", "auto", "false")
         with self._write_lock():
             tree = self._tree_with(None, seed_program_files)
             existing = self._resolve(SEED_REF)
             if existing is not None:
-                if self._git("rev-parse", f"{existing}^{{tree}}") != tree:
+                with self._open() as repo:
+                    existing_tree = self._commit(repo, existing).tree.hexsha
+                if existing_tree != tree:
                     raise GitStoreError(
                         f"{self.path} already holds a different seed program (seed is {existing[:12]})",
                         hint="use a new campaign name for a new seed program",
@@ -225,13 +239,10 @@ class GitStore:
         return [refs[r] for r in sorted(refs, key=lambda r: int(r.removeprefix(BEST_PREFIX)))]
 
     def read_trailers(self, commit: str) -> dict[str, str]:
-        text = self._git("log", "-1", "--format=%(trailers:only,unfold)", commit, "--")
-        trailers: dict[str, str] = {}
-        for line in text.splitlines():
-            key, sep, value = line.partition(":")
-            if sep:
-                trailers[key.strip()] = value.strip()
-        return trailers
+        """The commit message's trailers (``Golf-Trial``, ``Golf-BPB``, ...); the last wins for a key
+        given twice."""
+        with self._open() as repo:
+            return dict(self._commit(repo, commit).trailers_list)
 
     def read_note(self, commit: str) -> str | None:
         """The note of ``commit`` (the full RunResult as the caller wrote it), or ``None``."""
@@ -243,16 +254,21 @@ class GitStore:
         return result.stdout
 
     def show(self, commit: str) -> CommitInfo:
-        raw = self._git("log", "-1", "--format=%H%x00%P%x00%B", commit, "--", strip=False)
-        sha, parents, message = raw.split("\0", 2)
+        """One recorded commit: title, body without the trailer block, trailers and note."""
+        with self._open() as repo:
+            found = self._commit(repo, commit)
+            sha, parents = found.hexsha, tuple(p.hexsha for p in found.parents)
+            message = (
+                found.message if isinstance(found.message, str) else found.message.decode(errors="replace")
+            )
+            trailers = dict(found.trailers_list)
         title, _, rest = message.strip("\n").partition("\n")
-        trailers = self.read_trailers(sha)
         paragraphs = rest.strip("\n").split("\n\n")
         if trailers and paragraphs and all(":" in line for line in paragraphs[-1].splitlines()):
             paragraphs = paragraphs[:-1]
         return CommitInfo(
             commit=sha,
-            parents=tuple(parents.split()),
+            parents=parents,
             title=title,
             body="\n\n".join(paragraphs).strip("\n"),
             trailers=trailers,
@@ -264,34 +280,46 @@ class GitStore:
         return self._git("diff", "--no-color", a, b, "--", strip=False)
 
     def files_at(self, commit: str) -> dict[str, str]:
-        """Every file of the program at ``commit``: path -> text."""
+        """Every file of the program at ``commit``: path -> text. Raises :class:`GitStoreError` for a
+        commit that does not exist and for a file that is not UTF-8 text."""
         files: dict[str, str] = {}
-        with tarfile.open(fileobj=io.BytesIO(self._archive(commit))) as tar:
-            for member in tar.getmembers():
-                if member.isfile():
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    try:
-                        files[member.name] = handle.read().decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        raise GitStoreError(
-                            f"{member.name} at {commit} is not UTF-8 text",
-                            hint="use checkout_to for binaries",
-                        ) from exc
+        with self._open() as repo:
+            for blob in self._commit(repo, commit).tree.traverse():
+                if blob.type != "blob" or blob.mode == git.Blob.link_mode:
+                    continue
+                try:
+                    files[blob.path] = blob.data_stream.read().decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise GitStoreError(
+                        f"{blob.path} at {commit} is not UTF-8 text", hint="use checkout_to for binaries"
+                    ) from exc
         return files
 
     def checkout_to(self, commit: str, dest: str | Path, overlay: Mapping[str, str] | None = None) -> Path:
         """Export the program at ``commit`` into ``dest`` (new or empty), no work tree involved.
 
         ``overlay`` files (path -> text) are written over it: the candidate of a proposal before it is
-        scored and recorded. Raises :class:`GitStoreError` when ``dest`` holds anything.
+        scored and recorded. Raises :class:`GitStoreError` when ``dest`` holds anything, and for a tree
+        holding a symbolic link (a program is plain files; the store never records links).
         """
         dest = Path(dest)
         if dest.exists() and any(dest.iterdir()):
             raise GitStoreError(f"{dest} is not empty", hint="export into a fresh folder")
         dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(fileobj=io.BytesIO(self._archive(commit))) as tar:
-            tar.extractall(dest, filter="data")
+        with self._open() as repo:
+            for blob in self._commit(repo, commit).tree.traverse():
+                if blob.type != "blob":
+                    continue  # a submodule is not part of the program
+                if blob.mode == git.Blob.link_mode:
+                    raise GitStoreError(
+                        f"{blob.path} at {commit} is a symbolic link",
+                        hint="record the program as plain files",
+                    )
+                target = dest / _safe_path(blob.path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(blob.data_stream.read())
+                if blob.mode & 0o111:
+                    target.chmod(0o755)
         for rel, text in (overlay or {}).items():
             target = dest / _safe_path(rel)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -299,6 +327,31 @@ class GitStore:
         return dest
 
     # ------------------------------------------------------------------ internals
+
+    def _open(self) -> git.Repo:
+        """The repository for reading; use it in a ``with`` block. Closing it ends (and waits for) the
+        ``cat-file`` processes GitPython reads objects through, so none outlives the call, and a
+        repository opened per call sees what other processes wrote."""
+        try:
+            return git.Repo(self.path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise GitStoreError(
+                f"{self.path} is not a git repository",
+                hint="create it with GitStore.init (autogolf run does)",
+            ) from exc
+
+    def _commit(self, repo: git.Repo, rev: str) -> git.Commit:
+        """The commit ``rev`` names, read now (GitPython takes a full sha on trust until its object is
+        read); :class:`GitStoreError` when there is none."""
+        try:
+            found = repo.commit(rev)
+            found.tree  # noqa: B018 (the read that fails for a missing object)
+            return found
+        except (git.BadName, git.BadObject, ValueError) as exc:
+            raise GitStoreError(
+                f"{rev!r} is not a commit in {self.path}",
+                hint="check the trial number; `autogolf leaderboard --all` lists the recorded ones",
+            ) from exc
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -336,12 +389,6 @@ class GitStore:
         # -C reuses the blob verbatim; -m/-F would reformat the text (git stripspace).
         blob = self._git("hash-object", "-w", "--stdin", stdin=note)
         self._git("notes", f"--ref={NOTES_REF}", "add", "-f", "-C", blob, commit)
-
-    def _archive(self, commit: str) -> bytes:
-        result = self._run("archive", "--format=tar", commit, text=False)
-        if result.returncode != 0:
-            raise self._error(("archive", commit), result)
-        return result.stdout
 
     def _resolve(self, rev: str) -> str | None:
         result = self._run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")

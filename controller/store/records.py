@@ -13,6 +13,8 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from optuna.trial import TrialState
+
 from controller.store.archive import Archive, Candidate, Operation
 from controller.store.study import TrialRecord
 from sandbox.spec import RunResult, RunStatus
@@ -133,12 +135,12 @@ def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
     """Replay the study's finished trials in order into an archive (candidates, seeds, promotions)."""
     archive = Archive()
     for record in sorted(trials, key=lambda r: r.number):
-        if record.state not in ("COMPLETE", "FAIL", "PRUNED"):
+        if not record.trial_state.is_finished():
             continue
         attrs = record.user_attrs
         target = attrs.get(ATTR_CONFIRM_OF)
         if target is not None:
-            if target in archive and record.state == "COMPLETE" and "val_loss" in attrs:
+            if target in archive and record.trial_state is TrialState.COMPLETE and "val_loss" in attrs:
                 extra = (float(attrs["val_bpb"]), float(attrs["val_loss"]))
                 archive.add(with_extra_seed(archive.get(target), *extra))
         elif ATTR_CANDIDATE in attrs:

@@ -4,11 +4,14 @@ Optuna's live ``Trial`` stays inside this module; callers hold a :class:`TrialHa
 trials as :class:`TrialRecord`. The parent is chosen outside Optuna (it cannot model a growing
 categorical) and stored as user attributes; Optuna samples only the parent's searchable knobs.
 
-Knob names become parameter names. A parent whose table changed a knob's *kind* (int vs float, log
-scale, a different choice list) would collide with earlier trials, which Optuna rejects; such a knob
-is sampled under ``NAME[signature]`` instead, so each shape of a knob has one parameter that TPE can
-learn from (Optuna's TPE handles dynamic search spaces by modelling each parameter from the trials
-that have it).
+Knob values are drawn by controller.store.knob_draws so that a tuning trial never repeats a setting
+the study holds for the same parent and tier.
+
+Recovery. A trial whose run is gone (its controller or worker died) is failed first, and re-queued
+only by the caller whose state change won: Optuna's RDB storage takes one change of a finished
+trial and refuses every later one, so of several workers recovering the same trial exactly one
+re-queues it. A trial's run may be lost ``max_reruns + 1`` times; then it is failed and not re-run
+(as Optuna's ``RetryFailedTrialCallback(max_retry)`` caps retries).
 
 User attributes on every trial: ``tier``, ``operation``, ``parent_trial``, ``parent_commit``,
 ``knob_values`` (everything the run used), ``search_space``; the caller adds the rest (candidate
@@ -22,33 +25,30 @@ import math
 import random
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-    distribution_to_json,
-    json_to_distribution,
-)
+from optuna.distributions import distribution_to_json, json_to_distribution
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.pruners import BasePruner, NopPruner
 from optuna.trial import FrozenTrial, TrialState
 
 from controller.errors import StudyError
+from controller.store import knob_draws
 from controller.store.archive import Candidate, Operation
 from sandbox.knobs import Knob, KnobValue
 from sandbox.spec import Limits
 
-ATTR_REQUEUED_FROM = "requeued_from"
+ATTR_REQUEUED_FROM = "requeued_from"  # on a re-run: the trial it replaces
+ATTR_ORIGINAL_TRIAL = "original_trial"  # on a re-run: the first trial of its chain
+ATTR_LOST_RUNS = "lost_runs"  # how many attempts of this experiment lost their run
+ATTR_GAVE_UP = "gave_up"  # on a trial not re-run because its runs were lost too often
+ATTR_NEVER_RAN = "never_ran"  # on a trial whose process died while asking it
 _OPEN_ATTEMPTS = 5
-ATTR_ORIGINAL_TRIAL = "original_trial"
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ class TrialRecord:
     """A read-only view of one trial of the study."""
 
     number: int
-    state: str  # RUNNING, WAITING, COMPLETE, PRUNED, FAIL
+    state: str  # the TrialState's name, for display and JSON; compare with trial_state
     value: float | None
     params: Mapping[str, Any]
     user_attrs: Mapping[str, Any]
@@ -84,8 +84,21 @@ class TrialRecord:
     completed: datetime | None
 
     @property
+    def trial_state(self) -> TrialState:
+        return TrialState[self.state]
+
+    @property
     def feasible(self) -> bool:
         return all(v <= 0 for v in self.constraints.values())
+
+
+def budget_trials(records: Sequence[TrialRecord]) -> list[TrialRecord]:
+    """The trials a trial budget counts: one per experiment, by its latest attempt. A trial replaced
+    by a re-run (its run was lost, or it was set aside unstarted) is not counted; the re-run is, from
+    the moment it is queued, so a worker's death does not use up the budget. Nor is a trial whose
+    process died while asking it (it never ran)."""
+    replaced = {r.user_attrs.get(ATTR_REQUEUED_FROM) for r in records}
+    return [r for r in records if r.number not in replaced and not r.user_attrs.get(ATTR_NEVER_RAN)]
 
 
 class TierMedianPruner(BasePruner):
@@ -139,6 +152,9 @@ def limit_constraints(artifact_bytes: int, train_seconds: float, limits: Limits)
 class CampaignStudy:
     """One study per campaign in ``storage_url`` (SQLite by default; any SQLAlchemy URL works)."""
 
+    # Attributes a re-run does not take from the trial it replaces: they describe that attempt.
+    not_inherited: tuple[str, ...] = ("status_reason",)
+
     def __init__(
         self,
         storage_url: str,
@@ -151,12 +167,21 @@ class CampaignStudy:
         pruner_startup_trials: int = 5,
         pruner_warmup_steps: int = 0,
         seed: int | None = None,
+        sampler_salt: str | None = None,
+        max_reruns: int = 2,
     ) -> None:
+        """``sampler_salt``: mixed into ``seed`` so that processes sharing the study (workers) draw
+        apart; ``max_reruns``: how often a trial whose run was lost is re-run before it is given up."""
         self.name = name
         self.storage_url = storage_url
+        self.max_reruns = max_reruns
+        if seed is not None and sampler_salt is not None:
+            digest = hashlib.sha256(f"{seed}:{sampler_salt}".encode()).digest()
+            seed = int.from_bytes(digest[:4], "big")
         if sampler == "tpe":
+            # constant_liar: a running trial counts as a bad result, so parallel asks spread out.
             chosen_sampler: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-                n_startup_trials=n_startup_trials, seed=seed
+                n_startup_trials=n_startup_trials, seed=seed, constant_liar=True
             )
         elif sampler == "random":
             chosen_sampler = optuna.samplers.RandomSampler(seed=seed)
@@ -172,8 +197,9 @@ class CampaignStudy:
         # the losers' errors (duplicate table, duplicate study) clear up once the winner is done.
         for attempt in range(_OPEN_ATTEMPTS):
             try:
+                self._storage = _open_storage(storage_url)
                 self._study = optuna.create_study(
-                    storage=_open_storage(storage_url),
+                    storage=self._storage,
                     study_name=name,
                     direction=direction,
                     sampler=chosen_sampler,
@@ -193,7 +219,7 @@ class CampaignStudy:
                 ) from exc
 
     @classmethod
-    def from_config(cls, config: Any) -> CampaignStudy:
+    def from_config(cls, config: Any, *, sampler_salt: str | None = None) -> Self:
         """The study described by a :class:`controller.config.CampaignConfig`."""
         section = config.study
         return cls(
@@ -205,6 +231,8 @@ class CampaignStudy:
             pruner_startup_trials=section.pruner_startup_trials,
             pruner_warmup_steps=section.pruner_warmup_steps,
             seed=config.campaign.seed,
+            sampler_salt=sampler_salt,
+            max_reruns=section.max_reruns,
         )
 
     # ------------------------------------------------------------------ ask
@@ -230,33 +258,35 @@ class CampaignStudy:
         if ATTR_REQUEUED_FROM in trial.user_attrs:
             return self._requeued_handle(trial)
         fixed = dict(fixed or {})
+        parent_trial = parent.trial if parent else None
         values: dict[str, KnobValue] = {}
-        space: dict[str, list[str]] = {}
+        to_sample = [k for k in knobs if k.name not in fixed and k.searchable]
         for knob in knobs:
-            if knob.name in fixed:
-                values[knob.name] = fixed.pop(knob.name)
-            elif knob.searchable:
-                param, value = _suggest_knob(trial, knob)
-                values[knob.name] = value
-                space[knob.name] = [param, distribution_to_json(_distribution(knob))]
-            else:
-                values[knob.name] = knob.default
+            values[knob.name] = fixed.pop(knob.name) if knob.name in fixed else knob.default
         values.update(fixed)  # overrides for names outside the table are passed on as given
+        space: dict[str, list[str]] = {}
+        if to_sample:
+            trial, sampled = knob_draws.fix_new_setting(
+                self._study, trial, to_sample, values, parent_trial, tier
+            )
+            for k in sampled:
+                values[k.knob.name] = knob_draws.suggest(trial, k.param, k.dist)  # the value drawn
+                space[k.knob.name] = [k.param, distribution_to_json(k.dist)]
         base_attrs = {
             "tier": tier,
             "operation": str(operation),
-            "parent_trial": parent.trial if parent else None,
+            "parent_trial": parent_trial,
             "parent_commit": parent.commit if parent else None,
-            "knob_values": values,
-            "search_space": space,
         }
-        for key, value in {**base_attrs, **(attrs or {})}.items():
+        # knob_values last: recovery reads a trial without them as one whose ask never finished.
+        knob_attrs = {"knob_values": values, "search_space": space}
+        for key, value in {**base_attrs, **(attrs or {}), **knob_attrs}.items():
             trial.set_user_attr(key, value)
         return TrialHandle(
             number=trial.number,
             tier=tier,
             operation=str(operation),
-            parent_trial=base_attrs["parent_trial"],
+            parent_trial=parent_trial,
             knob_values=values,
             attrs=dict(trial.user_attrs),
             _trial=trial,
@@ -268,18 +298,18 @@ class CampaignStudy:
 
     def ask_requeued(self) -> TrialHandle | None:
         """Hand out a waiting re-queued trial, or ``None`` when none waits."""
-        if not self.waiting_requeues():
-            return None
-        trial = self._study.ask()
-        if ATTR_REQUEUED_FROM not in trial.user_attrs:  # another worker took it first
-            self._study.tell(trial, state=TrialState.FAIL)
-            return None
-        return self._requeued_handle(trial)
+        for waiting in self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            if ATTR_REQUEUED_FROM not in waiting.user_attrs:
+                continue
+            # As Study.ask pops a waiting trial: the storage moves it to RUNNING for one caller only.
+            if self._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
+                return self._requeued_handle(optuna.Trial(self._study, waiting._trial_id))
+        return None
 
     def _requeued_handle(self, trial: optuna.Trial) -> TrialHandle:
         attrs = dict(trial.user_attrs)
         for param, dist_json in attrs.get("search_space", {}).values():
-            _suggest_distribution(trial, param, json_to_distribution(dist_json))  # the enqueued value
+            knob_draws.suggest(trial, param, json_to_distribution(dist_json))  # the enqueued value
         return _handle_from(trial, attrs)
 
     def handle_for_running(self, number: int) -> TrialHandle:
@@ -354,45 +384,71 @@ class CampaignStudy:
     def running_trials(self) -> list[int]:
         return [t.number for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
 
-    def recover_stale(self, is_alive: Callable[[int], bool]) -> list[int]:
-        """Fail every RUNNING trial whose run is gone and re-queue its parameters; return their numbers.
+    def recover_stale(
+        self,
+        is_alive: Callable[[int], bool],
+        reason: str = "stale: its run was gone when the controller restarted",
+    ) -> list[int]:
+        """Fail every RUNNING trial whose run is gone and re-queue it; return the numbers this call
+        failed (see the module docstring: a trial another caller finished first is left to it).
 
-        Each is re-queued with ``enqueue_trial`` carrying its attributes plus ``requeued_from`` (its
-        number) and ``original_trial`` (the first of a chain). Safe to call again after a crash in
-        the middle: a trial already re-queued is not queued twice. A caller that records results in
-        the git store before telling the study should first tell the study any RUNNING trial the
-        store already holds, so that result is not run twice.
+        The re-run is queued with ``enqueue_trial`` carrying the trial's parameters and attributes plus
+        ``requeued_from`` (its number), ``original_trial`` (the first of its chain) and ``lost_runs``;
+        a trial whose chain lost ``max_reruns + 1`` runs is failed with ``gave_up`` and not queued. A
+        caller that dies between the fail and the enqueue loses that re-run (the trial stays failed).
+        A caller that records results in the git store before telling the study should first tell the
+        study any RUNNING trial the store already holds, so that result is not run twice.
         """
-        trials = self._study.get_trials(deepcopy=False)
-        already = {t.user_attrs.get(ATTR_REQUEUED_FROM) for t in trials}
         recovered = []
-        for stale in trials:
-            if stale.state is not TrialState.RUNNING or is_alive(stale.number):
-                continue
-            self._fail_and_requeue(
-                stale, "stale: its run was gone when the controller restarted", queued=stale.number in already
-            )
-            recovered.append(stale.number)
+        for stale in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not is_alive(stale.number) and self._fail_and_requeue(stale, reason, lost=True):
+                recovered.append(stale.number)
         return recovered
 
     def requeue(self, handle: TrialHandle, reason: str) -> None:
         """Fail RUNNING trial ``handle`` with ``reason`` and queue its re-run, as :meth:`recover_stale`
-        does for a dead one: for a trial that was asked but could not run (the campaign stopped first)."""
+        does for a dead one: for a trial that was asked but could not run (the campaign stopped first).
+        Its run was not lost, so this re-run does not count towards ``max_reruns``."""
         _live(handle)  # a handle from ask(), so the trial is this process's
         frozen = next(t for t in self._study.get_trials(deepcopy=False) if t.number == handle.number)
-        self._fail_and_requeue(frozen, reason, queued=False)
+        if not self._fail_and_requeue(frozen, reason, lost=False):
+            raise StudyError(f"trial {handle.number} was finished by another process before its re-queue")
 
-    def _fail_and_requeue(self, stale: optuna.trial.FrozenTrial, reason: str, *, queued: bool) -> None:
-        if not queued:
+    def _fail_and_requeue(self, stale: FrozenTrial, reason: str, *, lost: bool) -> bool:
+        """Fail ``stale``; when this call's state change won, queue its re-run (within the cap)."""
+        lost_runs = int(stale.user_attrs.get(ATTR_LOST_RUNS, 0)) + int(lost)
+        # ask() writes knob_values last: without them the ask never finished, so nothing ran and its
+        # plan died with the process; a re-run would run a setting nobody chose.
+        never_ran = "knob_values" not in stale.user_attrs
+        give_up = lost and lost_runs > self.max_reruns
+        if never_ran:
+            reason += "; not re-run: it died while being asked, before anything ran"
+        elif give_up:
+            reason += (
+                f"; not re-run: its run was lost {lost_runs} times (study.max_reruns = {self.max_reruns})"
+            )
+        try:
+            # The reason goes first: a finished trial takes no attributes. The trial's own process may
+            # overwrite it while finishing the trial; then that process's state change wins as well.
+            self._storage.set_trial_user_attr(stale._trial_id, "status_reason", reason)
+            for key, flag in ((ATTR_NEVER_RAN, never_ran), (ATTR_GAVE_UP, give_up and not never_ran)):
+                if flag:
+                    self._storage.set_trial_user_attr(stale._trial_id, key, True)
+            if not self._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL):
+                return False
+        except UpdateFinishedTrialError:
+            return False  # finished by its own process or another recoverer in the meantime
+        if not (give_up or never_ran):
             attrs = {
                 **stale.user_attrs,
                 ATTR_REQUEUED_FROM: stale.number,
                 ATTR_ORIGINAL_TRIAL: stale.user_attrs.get(ATTR_ORIGINAL_TRIAL, stale.number),
+                ATTR_LOST_RUNS: lost_runs,
             }
+            for key in self.not_inherited:
+                attrs.pop(key, None)
             self._study.enqueue_trial(dict(stale.params), user_attrs=attrs)
-        live = optuna.Trial(self._study, stale._trial_id)
-        live.set_user_attr("status_reason", reason)
-        self._study.tell(live, state=TrialState.FAIL)
+        return True
 
     def trials(self) -> tuple[TrialRecord, ...]:
         """Every trial, in number order, as read-only records."""
@@ -430,45 +486,6 @@ def _live(handle: TrialHandle) -> optuna.Trial:
     if handle._trial is None:
         raise StudyError(f"trial {handle.number} has no live Optuna trial", hint="get handles from ask()")
     return handle._trial
-
-
-def _distribution(knob: Knob) -> BaseDistribution:
-    if knob.choices is not None:
-        return CategoricalDistribution(knob.choices)
-    assert knob.low is not None and knob.high is not None  # searchable: a range
-    if knob.type == "int":
-        step = 1 if knob.log or knob.step is None else int(knob.step)
-        return IntDistribution(int(knob.low), int(knob.high), log=knob.log, step=step)
-    return FloatDistribution(knob.low, knob.high, log=knob.log, step=None if knob.log else knob.step)
-
-
-def _signature(dist: BaseDistribution) -> str:
-    if isinstance(dist, CategoricalDistribution):
-        digest = hashlib.sha1(repr(dist.choices).encode()).hexdigest()[:6]
-        return f"choice-{digest}"
-    kind = "int" if isinstance(dist, IntDistribution) else "float"
-    return f"{kind}-log" if getattr(dist, "log", False) else kind
-
-
-def _suggest_knob(trial: optuna.Trial, knob: Knob) -> tuple[str, KnobValue]:
-    dist = _distribution(knob)
-    try:
-        return knob.name, _suggest_distribution(trial, knob.name, dist)
-    except ValueError:
-        # An earlier parent declared this knob with another kind of distribution (see module docstring).
-        param = f"{knob.name}[{_signature(dist)}]"
-        return param, _suggest_distribution(trial, param, dist)
-
-
-def _suggest_distribution(trial: optuna.Trial, param: str, dist: BaseDistribution) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        if isinstance(dist, CategoricalDistribution):
-            return trial.suggest_categorical(param, dist.choices)
-        if isinstance(dist, IntDistribution):
-            return trial.suggest_int(param, dist.low, dist.high, step=dist.step, log=dist.log)
-        assert isinstance(dist, FloatDistribution)
-        return trial.suggest_float(param, dist.low, dist.high, step=dist.step, log=dist.log)
 
 
 def _record(trial: FrozenTrial) -> TrialRecord:

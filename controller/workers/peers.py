@@ -21,11 +21,18 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from optuna.trial import TrialState
+
 from controller.errors import GitStoreError
 from controller.search.loop import Peers
 from controller.search.workspace import Workspace
 from controller.store.records import rebuild_archive
-from controller.store.study import ATTR_ORIGINAL_TRIAL, ATTR_REQUEUED_FROM, TrialHandle, TrialRecord
+from controller.store.study import (
+    ATTR_ORIGINAL_TRIAL,
+    ATTR_REQUEUED_FROM,
+    TrialHandle,
+    TrialRecord,
+)
 from controller.workers.remote import SharedRemote
 from controller.workers.study import WorkerStudy
 
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_UNFINISHED = ("RUNNING", "WAITING")
+_UNFINISHED = (TrialState.RUNNING, TrialState.WAITING)
 
 
 def stale_programs(records: Iterable[TrialRecord], running: Mapping[int, str]) -> dict[int, str]:
@@ -44,7 +51,7 @@ def stale_programs(records: Iterable[TrialRecord], running: Mapping[int, str]) -
     finished: set[int] = set()
     needed: set[int] = set()
     for record in records:
-        if record.state not in _UNFINISHED:
+        if record.trial_state not in _UNFINISHED:
             finished.add(record.number)
             continue
         needed.add(record.number)
@@ -108,7 +115,14 @@ class WorkerPeers(Peers):
             self._last_recovery = time.monotonic()
             recovered = self.study.recover_stale()
             if recovered:
-                self.say(f"recovered trials {recovered} of a worker that stopped; re-queued")
+                rerun = {r.user_attrs.get(ATTR_REQUEUED_FROM) for r in self.study.trials()}
+                if requeued := [n for n in recovered if n in rerun]:
+                    self.say(f"recovered trials {requeued} of a worker that stopped; re-queued")
+                if not_rerun := [n for n in recovered if n not in rerun]:
+                    self.say(
+                        f"failed trials {not_rerun} of a worker that stopped; not re-run (lost their run "
+                        "too often, or died before running: see their status_reason)"
+                    )
         controller = self.controller
         if controller is not None and (self.study.has_strays() or self.study.waiting_requeues()):
             with controller.lock:

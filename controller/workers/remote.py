@@ -16,8 +16,8 @@ on one machine) and mirrors a shared remote (DESIGN.md, "Git store"; issue 7):
   retried with exponential backoff, so no worker overwrites a move it has not seen and no note is
   lost.
 * ``claim`` creates a ref only if it does not exist (``--force-with-lease=<ref>:``), which git applies
-  atomically on the remote: the one worker whose push succeeds owns the claim (the seed run, the
-  recovery of a dead worker's trial).
+  atomically on the remote: the one worker whose push succeeds owns the claim (the seed run, a line
+  of a shared replay file). Recovering a dead worker's trial needs no claim: the study decides it.
 * ``publish_program`` pushes a running trial's program to ``refs/golf/running/<n>`` so that another
   worker can re-run it if this one dies; ``drop_running`` deletes such refs (each with a lease on the
   commit it should still hold) once nobody can need them (controller.workers.peers decides when).

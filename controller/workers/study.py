@@ -6,9 +6,12 @@ trial numbers come from it, so two workers never create the same trial or ``cand
 session in the study's user attributes. Liveness is judged by the *observer's* clock: a session is
 dead once its heartbeat counter has not moved for ``grace_seconds`` of watching, so clocks of
 different machines never need to agree. A dead session's RUNNING trials are failed and re-queued
-(CampaignStudy.recover_stale) by exactly one worker: the one that wins the git claim
-``refs/golf/claims/recover-<n>``. A worker restarted under the same name recognises its previous
-session's trials as dead at once.
+(CampaignStudy.recover_stale) by exactly one worker: the one whose change of the trial's state the
+storage takes (it refuses a change of a finished trial). A worker restarted under the same name
+recognises its previous session's trials as dead at once.
+
+Each worker seeds its sampler with the campaign seed mixed with its name (``sampler_salt``), so two
+workers do not draw the same knob settings in the same order.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from optuna.trial import TrialState
 
 from controller.errors import ControllerError
 from controller.store.study import CampaignStudy, TrialHandle, TrialRecord
@@ -51,18 +56,19 @@ class WorkerIdentity:
 class WorkerStudy(CampaignStudy):
     """The shared study as one worker sees it (call :meth:`bind` before use)."""
 
+    # A re-run tagged with the dead session would look dead until its taker tags it; untagged, it is
+    # alive for a grace period from the moment it is taken (see _alive).
+    not_inherited = (*CampaignStudy.not_inherited, ATTR_WORKER, ATTR_WORKER_NAME)
+
     def bind(
         self,
         identity: WorkerIdentity,
-        claim: Callable[[int], bool],
         on_requeued: Callable[[TrialHandle], None] = lambda handle: None,
         on_finished: Callable[[int], None] = lambda number: None,
     ) -> None:
-        """``claim(n)``: whether this worker wins the recovery of dead trial ``n`` (exactly one does);
-        ``on_requeued(handle)``: a re-run is handed to this worker (fetch its program);
+        """``on_requeued(handle)``: a re-run is handed to this worker (fetch its program);
         ``on_finished(n)``: this worker finished trial ``n`` in the study (complete, failed or pruned)."""
         self.identity = identity
-        self._claim = claim
         self._on_requeued = on_requeued
         self._on_finished = on_finished
         self.owned: set[int] = set()  # trials this process is running
@@ -160,18 +166,21 @@ class WorkerStudy(CampaignStudy):
         with self._timed():
             self._study.set_user_attr(f"{HEARTBEAT_PREFIX}{self.identity.session}", value)
 
-    def recover_stale(self, is_alive: Callable[[int], bool] | None = None) -> list[int]:
+    def recover_stale(
+        self, is_alive: Callable[[int], bool] | None = None, reason: str = "stale: its worker stopped"
+    ) -> list[int]:
         """Fail and re-queue the RUNNING trials of dead sessions (the ``is_alive`` argument of the
         single-controller resume path, which calls every RUNNING trial dead, is ignored: here other
         workers' trials are usually alive). Each stale trial is recovered by one worker only."""
         with self._timed():
-            running = {t.number: t for t in super().trials() if t.state == "RUNNING"}
+            running = {t.number: t for t in super().trials() if t.trial_state is TrialState.RUNNING}
             if not running:
                 return []
             beats = self._study.user_attrs
             dead = {n for n, t in running.items() if not self._alive(t, beats)}
-            claimed = {n for n in dead if self._claim(n)}
-            return super().recover_stale(lambda n: n not in claimed)
+            if not dead:
+                return []
+            return super().recover_stale(lambda n: n not in dead, reason)
 
     def _alive(self, trial: TrialRecord, beats: Mapping[str, Any]) -> bool:
         session = trial.user_attrs.get(ATTR_WORKER)

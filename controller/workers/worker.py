@@ -5,8 +5,8 @@ its own run folder and local git store, joined to the others by three pieces:
 
 * the shared study (PostgreSQL), as :class:`~controller.workers.study.WorkerStudy` sees it: trial
   numbers, heartbeats, recovery of dead workers' trials;
-* the shared bare git repository (controller.workers.remote): candidates, notes, ``best/*``, claims and
-  running programs;
+* the shared bare git repository (controller.workers.remote): candidates, notes, ``best/*``, claims
+  (the seed run, replay lines) and running programs;
 * :class:`~controller.workers.peers.WorkerPeers`, the loop's hooks that sync the two.
 
 A replay proposer is shared too: each line of the replay file is served by the one worker that claims
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from optuna.trial import TrialState
 
 from controller.errors import ControllerError
 from controller.search.loop import Controller
@@ -108,15 +109,11 @@ def open_worker(
             ws.proposers = build_proposers(
                 config, ws.run_dir, ws.ledger, replay_claim=lambda entry: remote.claim(f"replay-{entry}")
             )
-        study = WorkerStudy.from_config(config)
+        # Seeded apart per worker name: with the campaign seed alone, every worker drew the same knobs.
+        study = WorkerStudy.from_config(config, sampler_salt=identity.name)
         ws.study = study
         peers = WorkerPeers(ws, remote, study, say)
-        study.bind(
-            identity,
-            lambda n: remote.claim(f"recover-{n}"),
-            on_requeued=peers.fetch_rerun_program,
-            on_finished=peers.finished,
-        )
+        study.bind(identity, on_requeued=peers.fetch_rerun_program, on_finished=peers.finished)
         peers.attach(Controller(ws, say=say, peers=peers))
         yield peers
 
@@ -155,7 +152,8 @@ def _wait_for_seed(controller: Controller, peers: WorkerPeers) -> None:
         seeds = [r for r in records if r.user_attrs.get("operation") == "seed"]
         if not seeds and time.monotonic() - waited > study.identity.grace_seconds:
             return
-        if seeds and all(r.state in ("FAIL", "PRUNED") for r in seeds) and not study.waiting_requeues():
+        failed = (TrialState.FAIL, TrialState.PRUNED)
+        if seeds and all(r.trial_state in failed for r in seeds) and not study.waiting_requeues():
             return  # the seed program failed; the loop reports why it cannot go on
         peers.recover()
         time.sleep(min(1.0, study.identity.heartbeat_seconds))

@@ -9,7 +9,7 @@ import pytest
 from agent.errors import LLMRejected, LLMUnavailable
 from agent.hashing import normalized_source_hash
 from agent.ledger import Ledger
-from agent.proposal import EditKind, GiveUp, Proposal
+from agent.proposal import EditKind, GiveUp, Operation, Proposal, ProposerKind
 from tests.agent.conftest import PARENT, check_program
 from tests.agent.fake_llm import Scripted, completion, error
 from tests.agent.replies import CLEAN_REPLY, CLEAN_RESULT, GOOD_FIX, GOOD_FIX_RESULT, reply_with
@@ -242,9 +242,11 @@ def test_stalled_server_times_out_and_raises_within_seconds(llm_server, make_pro
 
 def test_hypothesis_operation_puts_the_human_idea_in_the_prompt(llm_server, make_proposer, context):
     llm_server.add(completion(GOOD_FIX))
-    asked = context.model_copy(update={"operation": "hypothesis", "human_hypothesis": "Deeper is better"})
+    asked = context.model_copy(
+        update={"operation": Operation.HYPOTHESIS, "human_hypothesis": "Deeper is better"}
+    )
     result = make_proposer().propose(asked, check_program)
-    assert isinstance(result, Proposal) and result.proposer == "hypothesis"
+    assert isinstance(result, Proposal) and result.proposer is ProposerKind.HYPOTHESIS
     assert (
         "A person asked you to test this hypothesis:\n\n    Deeper is better"
         in (llm_server.requests[0].messages[1]["content"])

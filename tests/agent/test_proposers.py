@@ -7,7 +7,7 @@ import json
 import pytest
 
 from agent.errors import AgentConfigError, ProposerExhausted
-from agent.proposal import GiveUp, Proposal
+from agent.proposal import GiveUp, Proposal, ProposerKind
 from agent.proposers import KnobsProposer, Proposer, ReplayProposer
 from tests.agent.conftest import check_program
 from tests.agent.fake_llm import completion
@@ -20,15 +20,22 @@ def write_jsonl(path, *entries) -> None:
 
 def test_replay_goes_through_the_real_parse_and_apply_path(tmp_path, context):
     path = tmp_path / "replay.jsonl"
-    write_jsonl(
-        path, {"reply": CLEAN_REPLY, "parent": 4, "hypothesis_id": "h-1", "knobs": {"WIDTH_MULT": "2"}}
-    )
+    write_jsonl(path, {"reply": CLEAN_REPLY, "knobs": {"WIDTH_MULT": "2"}})
     result = ReplayProposer(path).propose(context, check_program)
     assert isinstance(result, Proposal)
     assert result.files == {"train_gpt.py": CLEAN_RESULT} and result.new_knobs == ("WIDTH_MULT",)
-    assert (result.proposer, result.parent_trial, result.hypothesis_id) == ("replay", 4, "h-1")
+    assert result.proposer is ProposerKind.REPLAY
     assert result.knob_values == {"WIDTH_MULT": "2"}
     assert result.usage.prompt_tokens == 0
+
+
+@pytest.mark.parametrize("key, value", [("parent", 4), ("hypothesis_id", "h-1")])
+def test_a_replay_line_naming_its_parent_or_hypothesis_is_refused_not_ignored(tmp_path, key, value):
+    path = tmp_path / "replay.jsonl"
+    write_jsonl(path, {"reply": GOOD_FIX}, {"reply": CLEAN_REPLY, key: value})
+    with pytest.raises(AgentConfigError, match=rf"replay\.jsonl:2: key '{key}' is not supported") as info:
+        ReplayProposer(path)
+    assert info.value.hint.startswith("remove it")
 
 
 def test_replay_line_with_repair_turns_uses_the_first_that_works(tmp_path, context):
@@ -55,8 +62,8 @@ def test_replay_cursor_survives_a_restart_and_exhaustion_raises(tmp_path, contex
     path, cursor = tmp_path / "replay.jsonl", tmp_path / "replay.cursor"
     write_jsonl(path, {"reply": GOOD_FIX}, {"hypothesis": "Lower the LR", "knobs": {"MATRIX_LR": "0.03"}})
     first = ReplayProposer(path, cursor_path=cursor)
-    assert first.peek().reply == GOOD_FIX
-    first.propose(context, check_program)
+    assert first.position == 0 and first.remaining == 2
+    assert first.propose(context, check_program).files == {"train_gpt.py": GOOD_FIX_RESULT}
     assert cursor.read_text().strip() == "1"
 
     resumed = ReplayProposer(path, cursor_path=cursor)
@@ -64,7 +71,7 @@ def test_replay_cursor_survives_a_restart_and_exhaustion_raises(tmp_path, contex
     knob_only = resumed.propose(context, check_program)
     assert isinstance(knob_only, Proposal)
     assert (knob_only.files, knob_only.knob_values) == ({}, {"MATRIX_LR": "0.03"})
-    assert resumed.peek() is None
+    assert resumed.remaining == 0
     with pytest.raises(ProposerExhausted, match="used up"):
         resumed.propose(context, check_program)
 

@@ -52,6 +52,7 @@ def test_init_is_idempotent_and_shows_the_seed(tmp_path, store):
     assert again == store.seed_commit
     assert (store.path / "train_gpt.py").read_text() == SEED["train_gpt.py"]
     assert git(store, "config", "user.name") == "autogolf"
+    assert git(store, "config", "gc.autoDetach") == "false"  # no gc left running in the background
     with pytest.raises(GitStoreError, match="different seed program"):
         GitStore(store.path).init({"train_gpt.py": "other\n"})
 
@@ -69,6 +70,23 @@ def test_record_makes_a_commit_on_the_parent_with_trailers_note_and_branch(store
     assert git(store, "rev-parse", "cand/1") == commit
     assert git(store, "notes", "--ref=refs/notes/golf", "show", commit) == '{"trial": 1}'
     assert store.files_at(commit) == {"train_gpt.py": "KNOBS = []\nprint('one')\n"}
+
+
+def test_a_rationale_of_several_paragraphs_is_kept_apart_from_the_trailers(store):
+    commit = record(store, 1, body="First: the idea.\n\nSecond paragraph.")
+    info = store.show(commit)
+    assert info.body == "First: the idea.\n\nSecond paragraph."
+    assert store.read_trailers(commit) == info.trailers == {"Golf-Trial": "1", **trailers()}
+
+
+def test_reading_a_commit_that_is_not_there_names_it(store, tmp_path):
+    for read in (store.files_at, store.show, store.read_trailers):
+        with pytest.raises(GitStoreError, match=r"'0{40}' is not a commit in .*repo"):
+            read("0" * 40)
+    with pytest.raises(GitStoreError, match=r"'cand/9' is not a commit"):
+        store.checkout_to("cand/9", tmp_path / "out")
+    with pytest.raises(GitStoreError, match=r"nothere is not a git repository"):
+        GitStore(tmp_path / "nothere").files_at("seed")
 
 
 def test_knob_only_candidate_keeps_the_parent_tree(store):

@@ -59,11 +59,11 @@ def open_results(toml: Path) -> tuple[CampaignStudy, GitStore]:
     return CampaignStudy.from_config(config), GitStore(config.run_dir / "repo")
 
 
-def kill_9_during_trial_1(toml: Path) -> None:
-    """Start the controller and SIGKILL it (only it, as the OOM killer would) inside trial 1's run."""
+def kill_9_during_trial(toml: Path, number: int = 1) -> None:
+    """Start the controller and SIGKILL it (only it, as the OOM killer would) inside trial ``number``'s run."""
     controller = start_controller(toml)
     try:
-        wait_for(load_campaign(toml).run_dir / "trials" / "1" / "run", controller)
+        wait_for(load_campaign(toml).run_dir / "trials" / str(number) / "run", controller)
         time.sleep(0.3)  # inside the sandbox run
         os.kill(controller.pid, signal.SIGKILL)
         controller.wait(timeout=10)
@@ -77,7 +77,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign
         max_trials=5,
         proxy_knobs={"SLEEP_SECONDS": 1.5},
     )
-    kill_9_during_trial_1(toml)
+    kill_9_during_trial(toml)
     study, store = open_results(toml)
     killed = study.trial(1)
     assert killed.state == "RUNNING"
@@ -121,7 +121,7 @@ def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_c
         max_trials=2,  # the seed and the one trial that gets killed
         proxy_knobs={"SLEEP_SECONDS": 1.5},
     )
-    kill_9_during_trial_1(toml)
+    kill_9_during_trial(toml)
 
     resumed = start_controller(toml)
     output = finish(resumed, timeout=90)
@@ -132,6 +132,72 @@ def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_c
     reruns = [t for t in trials if t.user_attrs.get(ATTR_REQUEUED_FROM) == 1]
     assert [t.state for t in reruns] == ["COMPLETE"], output
     assert "trial budget reached" in output
+
+
+def status_of(toml: Path, *options: str) -> str:
+    command = [sys.executable, "-m", "controller.cli", "status", str(toml), *options]
+    return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
+
+
+def test_a_trial_killed_mid_run_does_not_use_up_the_trial_budget(make_campaign):
+    """The budget counts experiments: a killed attempt (the running trial, and the one staged for the
+    slot when there was one) is replaced by its re-run, not added to it."""
+    toml = make_campaign(
+        replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
+        max_trials=4,
+        proxy_knobs={"SLEEP_SECONDS": 1.5},
+    )
+    kill_9_during_trial(toml)
+    study, _ = open_results(toml)
+    killed = [t.number for t in study.trials() if t.state == "RUNNING"]
+    resumed = start_controller(toml)
+    output = finish(resumed, timeout=90)
+    assert resumed.returncode == 0, output
+
+    study, _ = open_results(toml)
+    trials = study.trials()
+    reruns = {t.user_attrs.get(ATTR_REQUEUED_FROM): t.state for t in trials[len(killed) + 1 :]}
+    assert {n: reruns.get(n) for n in killed} == {n: "COMPLETE" for n in killed}, output
+    assert sum(t.state == "COMPLETE" for t in trials) == 4, [(t.number, t.state) for t in trials]
+    assert "trial budget reached (4 of 4)" in output
+    state = json.loads(status_of(toml, "--json"))
+    assert (state["trials_used"], state["reruns"], state["reruns_given_up"]) == (4, len(killed), 0)
+
+
+def test_a_trial_whose_run_keeps_being_lost_is_given_up_after_max_reruns(make_campaign):
+    """Each start is killed inside the same experiment's run (a program that takes its machine down):
+    with ``max_reruns = 1`` it is run twice, then failed for good, and the campaign goes on."""
+    toml = make_campaign(
+        replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS[:3]],
+        max_trials=5,
+        proxy_knobs={"SLEEP_SECONDS": 1.5, "EVAL_SLEEP_SECONDS": 0.0},  # tuning must not sleep in eval
+    )
+    with toml.open("a", encoding="utf-8") as handle:  # [study] is the file's last table
+        handle.write("max_reruns = 1\n")
+    kill_9_during_trial(toml, 1)
+    # The next start re-queues the killed trials in number order, trial 1's re-run first: it takes
+    # the next trial number and runs first.
+    rerun = len(open_results(toml)[0].trials())
+    kill_9_during_trial(toml, rerun)
+    resumed = start_controller(toml)
+    output = finish(resumed, timeout=90)
+    assert resumed.returncode == 0, output
+    assert f"resume: trials [{rerun}" in output and "lost their run too often" in output
+
+    study, _ = open_results(toml)
+    trials = study.trials()
+    chain = [t for t in trials if t.number == 1 or t.user_attrs.get("original_trial") == 1]
+    assert [(t.number, t.state) for t in chain] == [(1, "FAIL"), (rerun, "FAIL")], output
+    assert chain[-1].user_attrs["gave_up"] is True and chain[-1].user_attrs["lost_runs"] == 1
+    assert "lost 2 times" in chain[-1].user_attrs["status_reason"]
+    assert not [t.number for t in trials if t.state in ("RUNNING", "WAITING")], output
+    # The campaign went on past it: later trials ran, none of them its experiment.
+    done = [t for t in trials if t.state == "COMPLETE" and t.number > rerun]
+    assert done and all(t.user_attrs["hypothesis"] != "smoothing 0.1" for t in done), output
+    given_up = sum(bool(t.user_attrs.get("gave_up")) for t in trials)
+    reruns = sum(1 for t in trials if ATTR_REQUEUED_FROM in t.user_attrs)
+    line = f"re-runs: {reruns} · given up: {given_up} (a trial whose run is lost is re-run up to 1 times)"
+    assert line in status_of(toml)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")

@@ -198,13 +198,10 @@ def test_status_names_the_controller_only_while_it_holds_the_campaign_lock(confi
 
 
 def test_cli_commands_read_and_steer_the_campaign(config, campaign):
-    import typer
     from typer.testing import CliRunner
 
-    from controller.cli.review import register
+    from controller.cli import app
 
-    app = typer.Typer()
-    register(app)
     runner = CliRunner()
     toml = str(config.campaign.seed_program.parent / "campaign.toml")
     board = runner.invoke(app, ["leaderboard", toml, "--json"])

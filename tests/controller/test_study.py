@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
+import optuna
 import pytest
 
 from controller.config import load_campaign
 from controller.errors import StudyError
+from controller.store import knob_draws
 from controller.store.archive import Candidate, Operation
-from controller.store.study import CampaignStudy, TierMedianPruner, limit_constraints
+from controller.store.study import CampaignStudy, TierMedianPruner, budget_trials, limit_constraints
 from sandbox.knobs import Knob
 from sandbox.spec import Limits, RunStatus
 
@@ -170,13 +173,77 @@ def test_recover_stale_fails_dead_runs_and_requeues_them_once(tmp_path):
     assert after.ask_requeued() is None
 
 
-def test_recover_stale_does_not_requeue_twice_after_a_crash_in_between(tmp_path):
+def test_of_two_recoverers_only_the_one_whose_fail_won_requeues(tmp_path):
+    """The second recoverer read the trial as RUNNING, then the first failed and re-queued it: the
+    storage refuses the second change, so the second queues nothing."""
+    first = open_study(tmp_path)
+    dead = first.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    second = open_study(tmp_path)
+    won_meanwhile: list[int] = []
+
+    def dead_once_the_other_has_recovered_it(number: int) -> bool:
+        won_meanwhile.extend(first.recover_stale(lambda n: False))
+        return False
+
+    assert second.recover_stale(dead_once_the_other_has_recovered_it) == []
+    assert won_meanwhile == [dead.number]
+    assert second.waiting_requeues() == 1
+    assert [t.user_attrs["requeued_from"] for t in second.trials()[1:]] == [dead.number]
+
+
+def test_a_trial_its_own_process_finishes_during_recovery_is_not_rerun(tmp_path):
+    owner = open_study(tmp_path)
+    running = owner.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    recoverer = open_study(tmp_path)
+
+    def finished_meanwhile(number: int) -> bool:
+        owner.tell(running, 1.2, {})
+        return False
+
+    assert recoverer.recover_stale(finished_meanwhile) == []
+    told = recoverer.trial(running.number)
+    assert told.state == "COMPLETE" and "status_reason" not in told.user_attrs
+    assert recoverer.waiting_requeues() == 0
+
+
+def test_a_trial_whose_run_keeps_being_lost_is_given_up_after_max_reruns(tmp_path):
+    study = open_study(tmp_path, max_reruns=2)
+    chain = [study.ask(PARENT, KNOBS, tier="proxy", operation="tune").number]
+    for lost in (1, 2):
+        assert study.recover_stale(lambda n: False) == [chain[-1]]
+        assert [t.number for t in budget_trials(study.trials())] == [chain[-1] + 1], "the re-run counts"
+        rerun = study.ask_requeued()
+        assert rerun is not None and rerun.attrs["lost_runs"] == lost
+        assert rerun.attrs["original_trial"] == chain[0]
+        chain.append(rerun.number)
+    assert study.recover_stale(lambda n: False) == [chain[-1]]
+    assert study.waiting_requeues() == 0, "a third lost run is not re-run"
+    last = study.trial(chain[-1])
+    assert last.state == "FAIL" and last.user_attrs["gave_up"] is True
+    assert "lost 3 times" in last.user_attrs["status_reason"]
+    assert [t.number for t in budget_trials(study.trials())] == [chain[-1]], "the experiment counts once"
+    assert all(study.trial(n).state == "FAIL" for n in chain)
+
+
+def test_a_trial_set_aside_by_a_stop_is_requeued_without_counting_as_a_lost_run(tmp_path):
+    study = open_study(tmp_path, max_reruns=0)
+    handle = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    for _ in range(3):
+        study.requeue(handle, "not started: the campaign stopped while it waited for a slot")
+        handle = study.ask_requeued()
+        assert handle is not None and handle.attrs["lost_runs"] == 0
+    assert study.recover_stale(lambda n: False) == [handle.number]  # its first lost run: over the cap
+    assert study.waiting_requeues() == 0
+
+
+def test_ask_requeued_takes_each_waiting_trial_once_and_creates_none(tmp_path):
     study = open_study(tmp_path)
-    dead = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
-    # A first recovery queued the copy, then died before failing the original.
-    study._study.enqueue_trial(dict(study.trials()[0].params), user_attrs={"requeued_from": dead.number})
-    assert study.recover_stale(lambda n: False) == [dead.number]
-    assert study.waiting_requeues() == 1
+    study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    study.recover_stale(lambda n: False)
+    other = open_study(tmp_path)
+    assert study.ask_requeued() is not None
+    assert other.ask_requeued() is None and study.ask_requeued() is None
+    assert len(study.trials()) == 2, "asking when nothing waits leaves no trial behind"
 
 
 def test_plain_ask_hands_out_a_waiting_requeue_first(tmp_path):
@@ -213,3 +280,94 @@ def test_handle_for_lets_a_restarted_controller_tell_a_recorded_result(tmp_path)
     assert after.trial(running.number).state == "COMPLETE"
     with pytest.raises(StudyError, match="is COMPLETE, not RUNNING"):
         after.handle_for_running(running.number)
+
+
+SMALL_SPACE = [  # 3 x 2 settings
+    Knob(name="NUM_LAYERS", type="int", default=2, low=1, high=3),
+    Knob(name="COMPRESSOR", type="str", default="auto", choices=("auto", "zlib")),
+]
+
+
+def test_tuning_never_repeats_a_setting_of_the_same_parent_and_tier_until_none_is_left(tmp_path):
+    study = open_study(tmp_path, sampler="random")
+    seen = []
+    for _ in range(6):
+        handle = study.ask(PARENT, SMALL_SPACE, tier="proxy", operation="tune")
+        seen.append(tuple(handle.knob_values.values()))
+        study.tell(handle, 1.2, {})
+    assert len(set(seen)) == 6, seen
+    with pytest.raises(StudyError, match="repeats a proxy trial"):
+        study.ask(PARENT, SMALL_SPACE, tier="proxy", operation="tune")
+    given_up = study.trials()[-1]
+    assert given_up.state == "FAIL" and "knob_values" not in given_up.user_attrs
+    # The same settings are new experiments on another tier or another parent.
+    study.tell(study.ask(PARENT, SMALL_SPACE, tier="full", operation="tune"), 1.2, {})
+    other_parent = dataclasses.replace(PARENT, trial=5)
+    study.tell(study.ask(other_parent, SMALL_SPACE, tier="proxy", operation="tune"), 1.2, {})
+
+
+def test_a_sampler_that_replays_its_draws_does_not_repeat_an_experiment(tmp_path):
+    """A restarted controller (or a worker restarted under its name) seeds its sampler as before and
+    would draw the settings it drew last time."""
+    first = open_study(tmp_path, sampler="random")
+    before = first.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    again = open_study(tmp_path, sampler="random")  # same seed, fresh random state
+    after = again.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    assert after.knob_values != before.knob_values
+    # The re-run of a lost trial is the one deliberate repeat.
+    again.recover_stale(lambda n: n != before.number)
+    rerun = again.ask_requeued()
+    assert rerun is not None and rerun.knob_values == before.knob_values
+
+
+def test_workers_seeded_apart_draw_apart(tmp_path):
+    """Each on a study of its own, so the check against held settings plays no part: the campaign
+    seed alone gives every process the same draws; mixed with a worker's name, they differ."""
+
+    def first_draw(folder: str, salt: str | None) -> float:
+        url = f"sqlite:///{tmp_path / folder / 'study.db'}"
+        study = CampaignStudy(url, "camp", seed=0, sampler="random", sampler_salt=salt)
+        return study.ask(PARENT, KNOBS, tier="proxy", operation="tune").knob_values["MATRIX_LR"]
+
+    assert first_draw("a", None) == first_draw("b", None)
+    assert first_draw("c", "w0") == first_draw("d", "w0")
+    assert first_draw("e", "w0") != first_draw("f", "w1")
+
+
+class _StuckSampler(optuna.samplers.RandomSampler):
+    """A sampler that keeps drawing one value (TPE late in a study can come close)."""
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return param_distribution.low if hasattr(param_distribution, "low") else param_distribution.choices[0]
+
+
+def test_a_stuck_sampler_falls_back_to_a_perturbation_inside_the_range():
+    study = optuna.create_study(sampler=_StuckSampler())
+    frozen = study.ask()
+    lr = knob_draws.sampled_knob(KNOBS[1], {})  # log-scale float, 0.005 .. 0.2
+    layers = knob_draws.sampled_knob(KNOBS[0], {})
+    stuck_key = "MATRIX_LR=0.005 NUM_LAYERS=4"
+    chosen = knob_draws.draw_setting(
+        study,
+        study._storage.get_trial(frozen._trial_id),
+        [lr, layers],
+        lambda values: f"MATRIX_LR={values['MATRIX_LR']} NUM_LAYERS={values['NUM_LAYERS']}",
+        lambda key: key != stuck_key,
+    )
+    assert chosen is not None and chosen != {"MATRIX_LR": 0.005, "NUM_LAYERS": 4}
+    assert 0.005 < chosen["MATRIX_LR"] <= 0.2 and chosen["NUM_LAYERS"] == 4
+    # 5 % of the log range up from the low end
+    assert math.log(chosen["MATRIX_LR"] / 0.005) == pytest.approx(0.05 * math.log(0.2 / 0.005))
+
+
+def test_a_trial_whose_process_died_while_asking_it_is_failed_not_rerun_nor_counted(tmp_path):
+    study = open_study(tmp_path)
+    done = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
+    study.tell(done, 1.2, {})
+    # Another process created a trial and died before its ask wrote anything: it never ran.
+    optuna.load_study(study_name="camp", storage=study.storage_url).ask()
+    assert study.recover_stale(lambda n: False) == [1]
+    half_asked = study.trial(1)
+    assert half_asked.state == "FAIL" and half_asked.user_attrs["never_ran"] is True
+    assert study.waiting_requeues() == 0
+    assert [t.number for t in budget_trials(study.trials())] == [0]

@@ -47,7 +47,8 @@ def shared_campaign(
         max_trials=max_trials,
         replay=replay,
         operations=REPLAY_THEN_TUNE if replay else TUNE_ONLY,
-        proxy_knobs={"SLEEP_SECONDS": sleep},
+        # the trainer's eval sleep is searchable (up to 10 s): fixed, so a run takes ``sleep`` s
+        proxy_knobs={"SLEEP_SECONDS": sleep, "EVAL_SLEEP_SECONDS": 0.0},
         preflight_smoke=False,
     )
     with toml.open("a", encoding="utf-8") as handle:  # [study] is the file's last table
@@ -270,5 +271,5 @@ def test_only_one_claimant_wins(tmp_path):
         shared.adopt_seed()
         shared.store.init({"train.py": "seed\n"})
         shared.publish_seed()
-        claims.append(shared.claim("recover-7"))
+        claims.append(shared.claim("replay-7"))
     assert claims == [True, False, False]

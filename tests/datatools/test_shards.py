@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import sandbox.shards
+from autogolf.errors import GolfError
 from datatools.shards import (
-    HEADER_BYTES,
-    SHARD_MAGIC,
     DataError,
     ShardError,
     ShardWriter,
@@ -17,6 +17,7 @@ from datatools.shards import (
     shard_paths,
     write_shard,
 )
+from sandbox.shards import SHARD_HEADER_BYTES, SHARD_MAGIC
 
 
 def _header(path):
@@ -29,7 +30,7 @@ def test_round_trip_keeps_every_token_including_the_uint16_extremes(tmp_path):
     path = tmp_path / "fineweb_val_000000.bin"
     write_shard(path, tokens)
     assert read_header(path) == 5000
-    assert path.stat().st_size == HEADER_BYTES + 2 * 5000
+    assert path.stat().st_size == SHARD_HEADER_BYTES + 2 * 5000
     header = _header(path)
     assert (int(header[0]), int(header[1]), int(header[2])) == (SHARD_MAGIC, 1, 5000)
     assert not header[3:].any()
@@ -96,6 +97,18 @@ def test_token_ids_beyond_uint16_are_refused(tmp_path):
 def test_shard_errors_are_data_errors_and_value_errors():
     assert issubclass(ShardError, DataError)
     assert issubclass(DataError, ValueError)
+    assert issubclass(DataError, GolfError)  # the command line reports it as a message, not a traceback
+
+
+def test_the_data_tools_check_shards_with_the_harness_reader(tmp_path, monkeypatch):
+    # One implementation of the format: a stricter harness check reaches the data tools too.
+    path = tmp_path / "fineweb_val_000000.bin"
+    write_shard(path, np.arange(4, dtype=np.uint16))
+    monkeypatch.setattr(sandbox.shards, "SHARD_VERSION", 2)
+    with pytest.raises(ShardError, match=r"fineweb_val_000000\.bin.*unsupported version 1, expected 2"):
+        read_header(path)
+    with pytest.raises(ShardError, match="unsupported version 1"):
+        load_split(tmp_path, "val")
 
 
 def test_writer_cuts_the_stream_into_numbered_shards_of_at_most_shard_tokens(tmp_path):

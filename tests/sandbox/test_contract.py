@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from sandbox import RunStatus, probe_bwrap, run
-from sandbox.spec import IntegrityCheck, ProbeKind, ProgressEvent
+from sandbox.spec import IntegrityCheck, ProbeKind, ProgressEvent, StopRequest
 from tests.sandbox.conftest import FAST_LIMITS, TEST_INTEGRITY, assert_nothing_left
 
 TIGHT = FAST_LIMITS.model_copy(
@@ -285,12 +285,12 @@ def test_on_event_sees_progress_and_stop_prunes_the_run(make_spec):
     spec = make_spec(knobs={"SLEEP_SECONDS": "20"})
     seen: list[ProgressEvent] = []
 
-    def prune_after_first(event: ProgressEvent) -> str:
+    def prune_after_first(event: ProgressEvent) -> StopRequest:
         seen.append(event)
-        return "stop"
+        return StopRequest.PRUNE
 
     result = run(spec, on_event=prune_after_first)
-    assert result.status is RunStatus.PRUNED
+    assert result.status is RunStatus.PRUNED and result.stopped_by is StopRequest.PRUNE
     assert seen and seen[0].step == 1 and seen[0].train_loss > 0
     assert result.wall_seconds < 10
     assert result.val_bpb is None

@@ -20,6 +20,7 @@ from sandbox.outputs import (
     read_rows,
 )
 from sandbox.progress import CurveTailer
+from sandbox.spec import StopRequest
 
 VOCAB = 8
 
@@ -146,10 +147,26 @@ def test_curve_tailer_stops_the_run_when_the_callback_says_stop(tmp_path):
     )
     stop = threading.Event()
     seen = []
-    tailer = CurveTailer(path, lambda e: seen.append(e.step) or ("stop" if e.step == 2 else None), stop)
+    tailer = CurveTailer(
+        path, lambda e: seen.append(e.step) or (StopRequest.PRUNE if e.step == 2 else None), stop
+    )
     tailer.poll()
     assert stop.is_set() and tailer.stop_requested_at_step == 2
+    assert tailer.stop_request is StopRequest.PRUNE and tailer.callback_error is None
     assert seen == [1, 2]  # nothing is delivered once a stop was asked for
+
+
+@pytest.mark.parametrize("answer", ["stop", True, 0])
+def test_an_answer_that_is_not_a_stop_request_stops_the_run_as_the_callers_error(tmp_path, answer):
+    """A caller that answers the old ``"stop"`` string (or any stray value) meant something: the run is
+    stopped and the caller hears of it, instead of the answer being ignored and the run going on."""
+    path = tmp_path / "curve.jsonl"
+    path.write_text(json.dumps({"step": 1, "train_loss": 1.0, "elapsed_ms": 1}) + "\n")
+    stop = threading.Event()
+    tailer = CurveTailer(path, lambda e: answer, stop)
+    tailer.poll()
+    assert stop.is_set() and isinstance(tailer.callback_error, TypeError)
+    assert repr(answer) in str(tailer.callback_error) and tailer.stop_request is None
 
 
 def test_oversized_result_json_is_refused_without_reading_it_all(tmp_path):
