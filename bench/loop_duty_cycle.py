@@ -97,6 +97,7 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
 
     # Where the worker's time outside the run goes: the steps of one trial, timed by name.
     import controller.search.loop as loop_module
+    import controller.search.recorder as recorder_module
 
     steps: dict[str, list[float]] = {}
 
@@ -114,8 +115,8 @@ def measure(trials: int, run_seconds: float, latency_fraction: float, slots: int
     patched = [
         (trial_module, "sandbox_run", timed_run),
         (loop_module, "prepare_program", timed("write program", loop_module.prepare_program)),
-        (loop_module, "record_candidate", timed("git record", loop_module.record_candidate)),
-        (loop_module, "tell_study", timed("study tell", loop_module.tell_study)),
+        (recorder_module, "record_candidate", timed("git record", recorder_module.record_candidate)),
+        (recorder_module, "tell_study", timed("study tell", recorder_module.tell_study)),
     ]
     originals = [(module, name, getattr(module, name)) for module, name, _ in patched]
     for module, name, replacement in patched:

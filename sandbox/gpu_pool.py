@@ -80,6 +80,12 @@ class GpuPool:
         with self._changed:
             return len(self._free)
 
+    @property
+    def waiting(self) -> int:
+        """Requests waiting for their GPUs (first come, first served)."""
+        with self._changed:
+            return len(self._queue)
+
     def acquire(self, k: int = 1, timeout: float | None = None) -> Lease:
         """Wait until ``k`` GPUs are free and it is this request's turn; return the lease.
 

@@ -21,3 +21,11 @@ def tiny_data(tmp_path_factory, corpus_texts):
 
     out = tmp_path_factory.mktemp("tiny_data")
     return build_dataset(shuffled_documents(corpus_texts), out, vocab_size=512, val_docs=8, name="tiny")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every Docker test is slow (an engine, an image, a container per phase): ``-m "not slow"``, the
+    fast set, leaves them out without each one saying so."""
+    for item in items:
+        if item.get_closest_marker("docker") is not None and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict
 
 from controller.errors import ControllerError
@@ -113,7 +114,7 @@ def _seed_results(campaign: Campaign, candidate: Candidate, dest: Path) -> list[
     for record in runs:
         attrs = record.user_attrs
         bpb, loss = attrs.get("val_bpb"), attrs.get("val_loss")
-        if record.state != "COMPLETE" or not _finite(bpb) or not _finite(loss):
+        if record.trial_state is not TrialState.COMPLETE or not _finite(bpb) or not _finite(loss):
             continue
         seed = attrs.get("seed")
         log_name = _copy_log(

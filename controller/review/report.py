@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from optuna.trial import TrialState
+
 from controller.review.views import Campaign, LeaderboardRow, leaderboard, llm_spend
 from controller.store.archive import Candidate
 
@@ -225,8 +227,8 @@ def operation_table(campaign: Campaign) -> str:
         op = str(t.user_attrs.get("operation", "?"))
         row = rows[op]
         row["trials"] += 1
-        row["scored"] += t.state == "COMPLETE"
-        row["failed"] += t.state in ("FAIL", "PRUNED")
+        row["scored"] += t.trial_state is TrialState.COMPLETE
+        row["failed"] += t.trial_state in (TrialState.FAIL, TrialState.PRUNED)
         row["cost"] += float(t.user_attrs.get("cost_usd") or 0.0)
         row["seconds"] += (t.completed - t.started).total_seconds() if t.completed and t.started else 0.0
         if t.number in archive and archive.get(t.number).parent_trial in archive:

@@ -25,18 +25,20 @@ class Reservation:
         self._ledger = ledger
         self.parent_trial = parent_trial
         self._launched = False
+        self._asked = False
         self._released = False
 
     def launched(self) -> None:
         """The plan went to a trial thread: count it against the budget until the study holds it."""
         with self._ledger._lock:
-            if not self._released and not self._launched:
+            if not (self._released or self._asked or self._launched):
                 self._launched = True
                 self._ledger._launching += 1
 
     def asked(self) -> None:
         """The study holds the plan's trial now (and counts it): it leaves the launch count."""
         with self._ledger._lock:
+            self._asked = True
             if self._launched:
                 self._launched = False
                 self._ledger._launching -= 1

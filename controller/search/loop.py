@@ -1,10 +1,11 @@
 """The unattended search loop: plan trials, keep the slots busy, record every result, stop cleanly.
 
 Threads: the main thread schedules (takes a plan, waits for the staging place, starts a worker); one
-producer thread per slot prepares proposals ahead (the LLM is slow, so the next proposals are ready
-before a slot frees up); one worker thread per trial, which asks the study and writes the program
-before it waits for a slot (controller.search.slots). Every write to the study, the git store and the archive
-happens under one lock, in the order described in controller.search.trial.
+producer thread per slot runs the :class:`~controller.search.planning.Planner` ahead (the LLM is slow,
+so the next proposals are ready before a slot frees up); one worker thread per trial, which asks the
+study and writes the program before it waits for a slot (controller.search.slots) and hands the
+result to the :class:`~controller.search.recorder.Recorder`. Every write to the study, the git store
+and the archive happens under the shared state's lock, in the order controller.search.trial describes.
 
 Ctrl-C once: no new trials; running ones finish and are recorded, and a trial staged for the next
 free slot is failed and re-queued (the next start runs it first). Twice: running ones are killed and
@@ -15,108 +16,88 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import signal
 import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 
-from agent.proposal import Outcome
-from controller.search.confirm import ConfirmBook, judge_integrity
-from controller.search.inert import ParentBehaviour
-from controller.search.planning import Planning
+from controller.search.confirm import ConfirmBook
+from controller.search.inflight import Reservation
+from controller.search.planning import Planner
 from controller.search.prepared import load_prepared, requeued_plan, save_prepared
+from controller.search.recorder import Recorder
 from controller.search.requests import request_attrs
 from controller.search.slots import SlotGate
+from controller.search.state import LoopStats, Peers, SearchState
 from controller.search.trial import (
     TrialPlan,
-    candidate_attr,
     child_source,
-    confirm_attrs,
     knob_overrides,
-    note_extra_seed,
     plausibility_for,
     prepare_program,
     program_knobs,
-    record_candidate,
     run_plan,
     tell_from_note,
-    tell_study,
 )
 from controller.search.workspace import Workspace
-from controller.store.archive import Archive, Operation
-from controller.store.records import (
-    ATTR_DISCREDITS,
-    ATTR_PROMOTED,
-    ATTR_PROMOTES,
-    rebuild_archive,
-    with_confirmed,
-    with_extra_seed,
-)
+from controller.store.archive import Operation
+from controller.store.records import rebuild_archive
 from controller.store.study import ATTR_GAVE_UP, ATTR_REQUEUED_FROM, TrialHandle, budget_trials
-from sandbox import GpuPool, RunResult, RunStatus, StopRequest
+from sandbox import GpuPool
+
+__all__ = ["Controller", "LoopStats", "Peers"]
 
 log = logging.getLogger(__name__)
 
-QUEUE_AHEAD = 2  # proposals prepared ahead of free slots
 
+class Controller:
+    """Runs a campaign: schedules plans onto slots, executes each trial, and stops cleanly.
 
-class Peers:
-    """Hooks for workers sharing one study and one git remote (controller.workers.worker); no-ops alone."""
+    Its parts: a :class:`Planner` (what to try next), a :class:`Recorder` (writing results down), the
+    :class:`~controller.search.state.SearchState` they share, and an in-flight ledger in that state.
+    Workers use :meth:`adopt_reruns` and :meth:`refresh`; everything else is the loop's own.
+    """
 
-    shared = False
-
-    def before_plan(self, ws: Workspace) -> None:
-        """Bring the local git store up to date with the shared remote."""
-
-    def after_record(self, ws: Workspace) -> None:
-        """Publish newly recorded candidates, notes and frontier moves to the shared remote."""
-
-    def set_aside(self, ws: Workspace, number: int) -> None:
-        """Trial ``number`` is about to be re-queued without having run: make its program available
-        to whichever worker re-runs it."""
-
-
-@dataclass
-class LoopStats:
-    started: float
-    trials_started: int = 0
-    trials_finished: int = 0
-    gave_up: int = 0
-    running: int = 0
-    inert: int = 0  # proposals sent back because their smoke run behaved exactly as the parent's
-
-
-class Controller(Planning):
     def __init__(
         self, ws: Workspace, *, say: Callable[[str], None] = print, peers: Peers | None = None
     ) -> None:
         self.ws = ws
         self.config = ws.config
-        self.say = say
-        self.peers = peers or Peers()
-        self.lock = threading.RLock()
-        self.rng = random.Random(self.config.campaign.seed)
-        self.archive = Archive()
-        self.stopping = threading.Event()  # first Ctrl-C: finish what runs, start nothing new
-        self.interrupt = threading.Event()  # second Ctrl-C: kill what runs
+        self.state = SearchState(ws=ws, confirms=ConfirmBook(ws.config), say=say, peers=peers or Peers())
+        self.planner = Planner(self.state, budget_left=self.budget_left, refresh=self.refresh)
+        self.recorder = Recorder(self.state)
         self.draining = False  # the loop ended on its own (budget): staged trials still run
-        self.plans: queue.Queue[TrialPlan] = queue.Queue(maxsize=QUEUE_AHEAD)
-        self.urgent: deque[TrialPlan] = deque()  # confirm runs and re-queued trials go first
-        self.pending_children: Counter[int] = Counter()
-        self.failed_attempts: dict[int, list[Outcome]] = {}
-        self.confirms = ConfirmBook(self.config)
-        self.stats = LoopStats(started=time.monotonic())
-        self.explore = self.config.search.explore_tier
-        self.exhausted: set[Operation] = set()
-        self.leftover: list[TrialPlan] = []  # plans a stop left unstarted (controller.search.prepared)
-        self.requests_taken: set[str] = set()  # request ids a plan was made for (controller.search.requests)
-        self.parent_behaviour = ParentBehaviour()  # parents' smoke-run digests (controller.search.inert)
-        # Plans handed to a worker that has not asked the study yet: the trial budget counts them, or
-        # with several slots the main loop launches past max_trials before the workers' asks land.
-        self.launching = 0
+
+    @property
+    def say(self) -> Callable[[str], None]:
+        return self.state.say
+
+    @say.setter
+    def say(self, say: Callable[[str], None]) -> None:
+        self.state.say = say
+
+    @property
+    def stats(self) -> LoopStats:
+        return self.state.stats
+
+    def stop(self) -> None:
+        """Start nothing new; running trials finish and are recorded (what Ctrl-C once does)."""
+        self.state.stopping.set()
+
+    def queued_plans(self) -> list[TrialPlan]:
+        """The plans waiting to go first (confirm runs, re-runs), oldest first: a snapshot."""
+        with self.state.lock:
+            return list(self.state.urgent)
+
+    def adopt_reruns(self) -> list[TrialPlan]:
+        """Take the study's waiting re-runs (of trials whose worker died) into the queue that goes
+        first, after rebuilding the archive so that their parents are known; return them."""
+        with self.state.lock:
+            self.state.rebuild_archive()
+            plans = self._requeued()
+            self.state.urgent.extend(plans)
+        return plans
 
     # ------------------------------------------------------------------ start-up
 
@@ -133,7 +114,7 @@ class Controller(Planning):
             if commit is None:
                 continue
             self.say(f"resume: trial {number} was recorded in git but not in the study; telling the study")
-            tell_from_note(self.ws, number, commit, self.explore)
+            tell_from_note(self.ws, number, commit, self.state.explore)
         recovered = study.recover_stale(lambda number: False)
         trials = study.trials()
         rerun = {t.user_attrs.get(ATTR_REQUEUED_FROM) for t in trials}
@@ -144,8 +125,9 @@ class Controller(Planning):
             self.say(f"resume: trials {given_up} lost their run too often (study.max_reruns); not re-run")
         if never_ran := [n for n in recovered if n not in rerun and n not in given_up]:
             self.say(f"resume: trials {never_ran} died while being asked, before they ran; not re-run")
-        self.archive = rebuild_archive(trials)
-        self._sync_frontier()
+        with self.state.lock:
+            self.state.archive = rebuild_archive(trials)
+        self.recorder.sync_frontier()
 
     # ------------------------------------------------------------------ budgets
 
@@ -155,7 +137,7 @@ class Controller(Planning):
         Trials are ranked by number among those the budget counts (:func:`budget_trials`), so every
         worker reaches the same verdict."""
         cap = self.config.budget.max_trials
-        if cap is None or not self.peers.shared:
+        if cap is None or not self.state.peers.shared:
             return None
         rank = sum(1 for t in budget_trials(self.ws.study.trials()) if t.number <= number)
         return (
@@ -168,10 +150,11 @@ class Controller(Planning):
         """None while the campaign may go on, else why it stops. The trial budget counts experiments
         (:func:`budget_trials`): a trial whose run was lost and that is re-run counts once."""
         budget = self.config.budget
-        asked = len(budget_trials(self.ws.study.trials())) + self.launching
+        with self.state.lock:  # a trial being asked is in the study or in the ledger, never both
+            asked = len(budget_trials(self.ws.study.trials())) + self.state.inflight.launching
         if budget.max_trials is not None and asked >= budget.max_trials:
             return f"trial budget reached ({asked} of {budget.max_trials})"
-        hours = (time.monotonic() - self.stats.started) / 3600
+        hours = (time.monotonic() - self.state.stats.started) / 3600
         if budget.max_wall_hours is not None and hours >= budget.max_wall_hours:
             return f"wall-clock budget reached ({hours:.2f} h of {budget.max_wall_hours} h)"
         spent = self.ws.ledger.total_cost_usd
@@ -194,39 +177,35 @@ class Controller(Planning):
         """Worker thread body: one trial from ask to tell. ``take_slot`` waits for the run's slot once
         the program is written and gives its GPUs, or None when the user stopped first; ``free_slot``
         gives it back after the run. Nothing a trial does escapes this method: a fault of the harness
-        fails the trial (when it has one) with the error as its reason."""
+        fails the trial (when it has one) with the error as its reason. The plan's reservation is
+        released here, whatever happened."""
+        state = self.state
         started: list[TrialHandle] = []
-        with self.lock:
-            self.stats.running += 1
+        with state.lock:
+            state.stats.running += 1
         try:
             self._execute(plan, take_slot, started, free_slot)
         except Exception as exc:
             if not started:
                 log.exception("could not start a trial for %s", plan.operation)
-                self.say(f"could not start a {plan.operation} trial: {exc}")
+                state.say(f"could not start a {plan.operation} trial: {exc}")
             else:
                 number = started[0].number
                 log.exception("trial %d failed in the harness", number)
-                with self.lock:
+                with state.lock:
                     try:
                         self.ws.study.fail(started[0], f"harness error: {exc}")
                     except Exception:  # the study itself may be what failed; the log has the first error
                         log.exception("could not fail trial %d", number)
-                self.say(f"trial {number}: harness error: {exc}")
+                state.say(f"trial {number}: harness error: {exc}")
         finally:
-            with self.lock:
-                self.stats.running -= 1
-                self.stats.trials_finished += 1
-                if (
-                    plan.parent is not None
-                    and plan.operation is not Operation.CONFIRM
-                    and plan.requeued is None
-                ):
-                    self.pending_children[plan.parent.trial] -= 1
-                if not started and plan.requeued is None:
-                    self.launching -= 1
+            with state.lock:
+                state.stats.running -= 1
+                state.stats.trials_finished += 1
+                if plan.reservation is not None:
+                    plan.reservation.release()
                 if plan.operation is Operation.CONFIRM and plan.confirm_source is not None and not started:
-                    self.confirms.ran(plan.confirm_source)
+                    state.confirms.ran(plan.confirm_source)
 
     def _execute(
         self,
@@ -247,7 +226,8 @@ class Controller(Planning):
             fixed[name] = by_name[name].parse(text) if name in by_name else text
         if not plan.samples_knobs:  # only tuning samples; other plans keep the defaults and what they name
             fixed = {**{k.name: k.default for k in knobs}, **fixed}
-        with self.lock:
+        state = self.state
+        with state.lock:
             if plan.requeued is not None:
                 handle = plan.requeued
             else:
@@ -268,13 +248,13 @@ class Controller(Planning):
                     plan.parent, knobs, fixed, tier=plan.tier_name, operation=plan.operation, attrs=attrs
                 )
             started.append(handle)
-            if plan.requeued is None:
-                self.launching -= 1
-            self.stats.trials_started += 1
+            if plan.reservation is not None:
+                plan.reservation.asked()
+            state.stats.trials_started += 1
             over = self._over_trial_budget(handle.number) if plan.requeued is None else None
             if over:
                 ws.study.fail(handle, over)
-                self.leftover.append(plan)  # the proposal is kept for a later, larger budget
+                state.leftover.append(plan)  # the proposal is kept for a later, larger budget
                 return
         parent_label = "seed" if plan.parent is None else f"parent {plan.parent.trial}"
         # Said when the run starts: the ask and the program come earlier, while the slots are busy.
@@ -284,103 +264,29 @@ class Controller(Planning):
         program_dir, changed = prepare_program(ws, plan, handle.number, handle.knob_values, tier_env)
         gpus = take_slot()
         if gpus is None:
-            with self.lock:
-                self.peers.set_aside(ws, handle.number)
+            with state.lock:
+                state.peers.set_aside(ws, handle.number)
                 ws.study.requeue(handle, "not started: the campaign stopped while it waited for a slot")
             self.say(f"{headline} · not started (the campaign stopped first); re-queued for the next start")
             return
         if plan.operation is Operation.TUNE:  # on the slot: a CPU smoke run beside a run would slow it
-            report = self._smoke_knobs(plan, handle.knob_values, source)
+            report = self.planner.smoke_knobs(plan, handle.knob_values, source)
             if report is not None and not report.ok:
-                with self.lock:
+                with state.lock:
                     ws.study.fail(handle, f"preflight {report.stage}: {report.reason}")
                 self.say(f"{headline} · preflight failed ({report.stage}): {report.reason[:160]}")
                 return
         self.say(headline)
-        with self.lock:
-            plausibility = plausibility_for(self.config, self.archive, plan)
-        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, self.interrupt, plausibility)
+        with state.lock:
+            plausibility = plausibility_for(self.config, state.archive, plan)
+        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, state.interrupt, plausibility)
         free_slot()  # the GPUs are done: the next trial starts while this one is recorded
-        self._record(plan, handle, result, changed)
-
-    def _record(self, plan: TrialPlan, handle, result: RunResult, changed) -> None:
-        ws = self.ws
-        interrupted = result.stopped_by is StopRequest.USER
-        with self.lock:
-            if interrupted:
-                ws.study.fail(handle, result.reason)
-                self.say(f"trial {handle.number}: interrupted; recorded as failed")
-                return
-            if plan.operation is Operation.CONFIRM:
-                self._record_confirm(plan, handle, result)
-                return
-            candidate = record_candidate(ws, plan, handle, result, changed)
-            attrs = candidate_attr(candidate)
-            attrs["candidate_commit"] = candidate.commit
-            if plan.operation is Operation.SEED and plan.request is None:
-                attrs[ATTR_PROMOTED] = True  # the campaign's seed program is the first parent of record
-                candidate = with_confirmed(candidate)
-            ws.study.set_note(
-                handle,
-                plan.hypothesis,
-                ws.store.diff(plan.parent.commit, candidate.commit) if plan.parent else "",
-            )
-            tell_study(ws, handle, plan.tier_name, result, attrs)
-            self.archive.add(candidate)
-            self._sync_frontier()
-            self.urgent.extend(self.confirms.after_explore(self.archive, candidate))
-        self._announce(handle.number, plan, result)
-
-    def _record_confirm(self, plan: TrialPlan, handle, result: RunResult) -> None:
-        ws = self.ws
-        source = plan.confirm_source
-        assert source is not None
-        self.confirms.ran(source)
-        record = self.confirms.record_for(self.archive, source)
-        attrs = confirm_attrs(record, plan.seed)
-        verdict = judge_integrity(self.archive, handle.number, source, record, result)
-        attrs.update(verdict)
-        if ATTR_DISCREDITS in verdict:
-            self.say(f"trial {handle.number}: trial {source.trial} is discredited: {result.reason[:200]}")
-        record = self.confirms.record_for(self.archive, source)
-        if result.status is RunStatus.OK and result.val_bpb is not None and result.val_loss is not None:
-            if record is None:  # the program's first run on the confirm tier: a record of its own
-                record = record_candidate(ws, plan, handle, result, {})
-                if source.confirmed and source.operation is Operation.SEED:
-                    record = with_confirmed(record)
-                    attrs[ATTR_PROMOTED] = True
-                attrs.update(candidate_attr(record))
-            else:
-                note_extra_seed(ws, record, handle.number, plan.seed, result)
-                record = with_extra_seed(record, result.val_bpb, result.val_loss)
-            self.archive.add(record)
-        for winner, verdict in self.confirms.judge(self.archive):
-            attrs[ATTR_PROMOTES] = winner.trial
-            self.archive.add(with_confirmed(winner))
-            self.say(f"trial {handle.number}: {verdict}")
-        tell_study(ws, handle, plan.tier_name, result, attrs)
-        self._sync_frontier()
-        self._announce(handle.number, plan, result)
-
-    def _sync_frontier(self) -> None:
-        frontier = [c.trial for c in self.archive.frontier(self.config.frontier.k, self.explore)]
-        if frontier:
-            self.ws.store.set_frontier(frontier)
-        self.peers.after_record(self.ws)
+        self.recorder.record(plan, handle, result, changed)
 
     def refresh(self) -> None:
         """Take in what other workers recorded: their commits (peers.before_plan) and the study."""
-        self.peers.before_plan(self.ws)
-        with self.lock:
-            self.archive = rebuild_archive(self.ws.study.trials())
-
-    def _announce(self, number: int, plan: TrialPlan, result: RunResult) -> None:
-        best = self.archive.best(self.explore)
-        score = f"bpb {result.val_bpb:.4f}" if result.val_bpb is not None else result.reason[:120]
-        best_text = (
-            f" · best {best.val_bpb:.4f} (trial {best.trial})" if best and best.val_bpb is not None else ""
-        )
-        self.say(f"trial {number}: {result.status} {score}{best_text}")
+        self.state.peers.before_plan(self.ws)
+        self.state.rebuild_archive()
 
     # ------------------------------------------------------------------ the loop
 
@@ -393,26 +299,25 @@ class Controller(Planning):
             else GpuPool.cpu(self.config.sandbox.cpu_slots)
         )
         gate = SlotGate(pool, self._user_stopped)
-        for handle in self._requeued():
-            self.urgent.append(handle)
-        for plan in load_prepared(self.ws.run_dir, self.archive, self.say):
-            self.urgent.append(plan)
+        state = self.state
+        state.urgent.extend(self._requeued())
+        for plan in load_prepared(self.ws.run_dir, state.archive, state.say):
             if plan.request is not None:
-                self.requests_taken.add(plan.request.id)
-            if plan.parent is not None and plan.operation is not Operation.CONFIRM:
-                self.pending_children[plan.parent.trial] += 1
-        seed = self.seed_plan()
+                self.planner.mark_taken(plan.request)
+            child_of = plan.parent.trial if plan.parent and plan.operation is not Operation.CONFIRM else None
+            state.urgent.append(replace(plan, reservation=state.inflight.reserve(child_of)))
+        seed = self.planner.seed_plan()
         # One producer per slot: with a slow LLM, a single producer starves slots once slots x latency
         # exceeds a run (measured in bench/loop_duty_cycle.py).
         producers = [
-            threading.Thread(target=self._produce, name=f"proposals-{i}", daemon=True)
+            threading.Thread(target=self.planner.produce, name=f"proposals-{i}", daemon=True)
             for i in range(max(1, pool.total))
         ]
         workers: list[threading.Thread] = []
         previous = _install_sigint(self)
         why = ""
         try:
-            if seed is not None and not self.urgent:
+            if seed is not None and not state.urgent:
                 why = self.budget_left() or ""
                 if not why:
                     self._launch(seed, gate, workers)
@@ -420,7 +325,7 @@ class Controller(Planning):
             for producer in producers:
                 producer.start()
             while not why:
-                if self.stopping.is_set():
+                if state.stopping.is_set():
                     why = "stopped by the user"
                     break
                 why = self.budget_left() or ""
@@ -431,15 +336,17 @@ class Controller(Planning):
                     why = ""  # the budget already paid for it: its first attempt died with a worker
                     self._launch(owed, gate, workers)
                     continue
-                plan = self.urgent.popleft() if self.urgent else self._next_plan()
+                with state.lock:
+                    plan = state.urgent.popleft() if state.urgent else None
+                plan = plan or self._next_plan()
                 if plan is None:
                     if not any(w.is_alive() for w in workers) and self._starved():
                         why = "nothing left to try: no eligible parent and no proposals"
                     continue
                 self._launch(plan, gate, workers)
         finally:
-            self.draining = not self.stopping.is_set()
-            self.stopping.set()
+            self.draining = not state.stopping.is_set()
+            state.stopping.set()
             self._wait(workers)
             signal.signal(signal.SIGINT, previous)
             self._keep_prepared(producers)
@@ -447,67 +354,80 @@ class Controller(Planning):
 
     def _keep_prepared(self, producers: list[threading.Thread]) -> None:
         """Save the plans that were prepared but never started, so a resume runs them first."""
+        state = self.state
         deadline = time.monotonic() + 2.0  # a proposal finishing right now is worth keeping
         for producer in producers:
             if producer.is_alive():
                 producer.join(timeout=max(0.0, deadline - time.monotonic()))
-        while True:
-            try:
-                self.leftover.append(self.plans.get_nowait())
-            except queue.Empty:
-                break
-        self.leftover.extend(self.urgent)
-        self.urgent.clear()
-        kept = save_prepared(self.ws.run_dir, self.leftover)
+        with state.lock:
+            while True:
+                try:
+                    state.leftover.append(self.planner.plans.get_nowait())
+                except queue.Empty:
+                    break
+            state.leftover.extend(state.urgent)
+            state.urgent.clear()
+            for plan in state.leftover:  # no longer in flight: the next start reserves them again
+                if plan.reservation is not None:
+                    plan.reservation.release()
+            kept = save_prepared(self.ws.run_dir, state.leftover)
         if kept:
-            self.say(f"kept {kept} prepared plan(s) for the next start")
+            state.say(f"kept {kept} prepared plan(s) for the next start")
 
     def _next_plan(self) -> TrialPlan | None:
         try:
-            return self.plans.get(timeout=0.2)
+            return self.planner.plans.get(timeout=0.2)
         except queue.Empty:
             return None
 
     def _starved(self) -> bool:
-        return self.archive.best(self.explore) is None and self.stats.trials_finished > 0
+        state = self.state
+        return state.archive.best(state.explore) is None and state.stats.trials_finished > 0
 
     def _owed_rerun(self) -> TrialPlan | None:
         """A re-queued trial still to run, taken out of the urgent queue (fetched from the study when
         none is queued), so an exhausted budget never strands a re-run of a crashed trial: the budget
         counted it from the moment it was queued."""
-        if not any(p.requeued is not None for p in self.urgent):
-            self.urgent.extend(self._requeued())
-        owed = next((p for p in self.urgent if p.requeued is not None), None)
-        if owed is not None:
-            self.urgent.remove(owed)
+        urgent = self.state.urgent
+        with self.state.lock:
+            if not any(p.requeued is not None for p in urgent):
+                urgent.extend(self._requeued())
+            owed = next((p for p in urgent if p.requeued is not None), None)
+            if owed is not None:
+                urgent.remove(owed)
         return owed
 
     def _requeued(self) -> list[TrialPlan]:
         plans = []
         while (handle := self.ws.study.ask_requeued()) is not None:
-            plans.append(requeued_plan(self.ws, self.archive, handle, self.explore))
+            plans.append(requeued_plan(self.ws, self.state.archive, handle, self.state.explore))
         return plans
 
     def _user_stopped(self) -> bool:
         """Whether the user stopped the campaign (Ctrl-C), not the loop ending on a budget."""
-        return (self.stopping.is_set() and not self.draining) or self.interrupt.is_set()
+        state = self.state
+        return (state.stopping.is_set() and not self.draining) or state.interrupt.is_set()
 
     def _launch(self, plan: TrialPlan, gate: SlotGate, workers: list[threading.Thread]) -> None:
         tier = self.config.tiers.get(plan.tier_name)
         ticket = gate.stage(tier.nproc if tier.device == "gpu" else 1, use_gpus=tier.device == "gpu")
         if ticket is None:  # Ctrl-C came while this plan waited: start nothing new
-            self.leftover.append(plan)
+            with self.state.lock:
+                self.state.leftover.append(plan)
             return
+        if plan.requeued is None:  # a re-queued trial is already in the study: no launch to count
+            if plan.reservation is None:  # the seed's run, a confirm run: no parent's child
+                plan = replace(plan, reservation=self.state.inflight.reserve(None))
+            reservation: Reservation = plan.reservation
+            reservation.launched()
+        launched = plan
 
         def body() -> None:
             try:
-                self.execute(plan, ticket.take, ticket.free)
+                self.execute(launched, ticket.take, ticket.free)
             finally:
                 ticket.close()
 
-        if plan.requeued is None:  # a re-queued trial is already in the study
-            with self.lock:
-                self.launching += 1
         worker = threading.Thread(target=body, name=f"trial-{len(workers)}", daemon=False)
         worker.start()
         workers.append(worker)
@@ -524,11 +444,11 @@ def _install_sigint(controller: Controller):
         return signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame) -> None:  # noqa: ARG001
-        if not controller.stopping.is_set():
-            controller.stopping.set()
+        if not controller.state.stopping.is_set():
+            controller.stop()
             controller.say("stopping: running trials will finish and be recorded (Ctrl-C again to kill them)")
         else:
-            controller.interrupt.set()
+            controller.state.interrupt.set()
             controller.say("killing running trials; they will be recorded as failed")
 
     return signal.signal(signal.SIGINT, handler)

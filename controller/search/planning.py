@@ -1,89 +1,83 @@
-"""The planning half of the controller: what to try next, prepared in the producer thread.
+"""The planner: what to try next, prepared in producer threads while the slots are busy.
 
-Kept apart from controller.search.loop (scheduling, executing, recording) as a mixin of
-:class:`controller.search.loop.Controller`: it reads the controller's archive, rng and locks and never runs
-a trial itself. Order of sources: people's requests first (controller.search.requests), then the
-operation mix over a parent drawn from the frontier.
+It reads the shared :class:`~controller.search.state.SearchState` (the archive, under its lock) and
+never runs a trial itself. Order of sources: people's requests first (controller.search.requests),
+then the operation mix over a parent drawn from the frontier. Each plan with a parent holds a
+reservation in the in-flight ledger from the moment its parent is chosen, so a parent whose children
+are still being prepared or run does not look childless; every path that drops a plan releases it.
 """
 
 from __future__ import annotations
 
 import queue
+import random
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from agent.errors import ProposalError, ProposerExhausted
 from agent.proposal import GiveUp, Outcome, Proposal
 from controller.search.context import build_context
-from controller.search.inert import deterministic_smoke, inert_message, masked_by_smoke
+from controller.search.inert import ParentBehaviour, deterministic_smoke, inert_message, masked_by_smoke
 from controller.search.requests import Request, RequestKind, pending, request_attrs
+from controller.search.state import SearchState
 from controller.search.trial import BASE_SEED, TrialPlan, knob_overrides, write_trial_log
 from controller.store.archive import Candidate, Operation
 from sandbox import preflight
 from sandbox.knobs import Knob, parse_knob_table
 
-if TYPE_CHECKING:
-    import random
-    import threading
-    from collections import Counter, deque
-
-    from controller.config import CampaignConfig
-    from controller.search.confirm import ConfirmBook
-    from controller.search.inert import ParentBehaviour
-    from controller.search.loop import LoopStats, Peers
-    from controller.search.workspace import Workspace
-    from controller.store.archive import Archive
+QUEUE_AHEAD = 2  # proposals prepared ahead of free slots
 
 
-class Planning:
-    """Mixin of :class:`controller.search.loop.Controller`; these are the controller attributes it uses."""
+class Planner:
+    """Turns the archive and the request queue into :class:`TrialPlan` s, ``QUEUE_AHEAD`` at a time."""
 
-    ws: Workspace
-    config: CampaignConfig
-    archive: Archive
-    lock: threading.RLock
-    rng: random.Random
-    say: Callable[[str], None]
-    stopping: threading.Event
-    plans: queue.Queue[TrialPlan]
-    urgent: deque[TrialPlan]
-    pending_children: Counter[int]
-    failed_attempts: dict[int, list[Outcome]]
-    exhausted: set[Operation]
-    explore: str
-    peers: Peers
-    stats: LoopStats
-    confirms: ConfirmBook
-    requests_taken: set[str]
-    leftover: list[TrialPlan]
-    parent_behaviour: ParentBehaviour
+    def __init__(
+        self,
+        state: SearchState,
+        *,
+        budget_left: Callable[[], str | None],
+        refresh: Callable[[], None],
+    ) -> None:
+        self.state = state
+        self.ws = state.ws
+        self.config = state.config
+        self._budget_left = budget_left  # the controller's: a give-up is a trial, so none past it
+        self._refresh = refresh  # the controller's: take in what other workers recorded
+        self.rng = random.Random(self.config.campaign.seed)
+        self.plans: queue.Queue[TrialPlan] = queue.Queue(maxsize=QUEUE_AHEAD)
+        self.failed_attempts: dict[int, list[Outcome]] = {}
+        self.exhausted: set[Operation] = set()
+        self.requests_taken: set[str] = set()  # request ids a plan was made for
+        self.parent_behaviour = ParentBehaviour()  # parents' smoke-run digests (controller.search.inert)
 
-    def refresh(self) -> None: ...
-    def budget_left(self) -> str | None: ...
+    def mark_taken(self, request: Request) -> None:
+        """A plan for ``request`` exists already (kept from the last start): make no other."""
+        with self.state.lock:
+            self.requests_taken.add(request.id)
+
     def seed_plan(self) -> TrialPlan | None:
         """The seed program's first run, unless it has one on the explore tier."""
-        if any(c.operation is Operation.SEED and c.tier == self.explore for c in self.archive):
+        if any(c.operation is Operation.SEED and c.tier == self.state.explore for c in self.state.archive):
             return None
-        return TrialPlan(operation=Operation.SEED, tier_name=self.explore, parent=None)
+        return TrialPlan(operation=Operation.SEED, tier_name=self.state.explore, parent=None)
 
     def make_plan(self) -> TrialPlan | None:
         """Draw an operation and a parent and get a proposal; None when nothing can be proposed now.
         People's queued requests come first."""
-        if self.peers.shared:
-            self.refresh()
+        if self.state.peers.shared:
+            self._refresh()
         request = self._next_request()
         if request is not None:
             return self._plan_request(request)
-        with self.lock:
+        with self.state.lock:
             try:
-                parent = self.archive.select_parent(
+                parent = self.state.archive.select_parent(
                     self.rng,
                     self.config.frontier.k,
                     self.config.frontier.child_bonus,
-                    self.explore,
-                    self.pending_children,
+                    self.state.explore,
+                    self.state.inflight.children(),
                 )
             except LookupError:
                 return None
@@ -92,15 +86,15 @@ class Planning:
                 operation = self.config.operations.draw(self.rng, exclude=exclude)
             except ValueError:  # every weighted code operation is exhausted: tuning takes over
                 operation = Operation.TUNE
-            self.pending_children[parent.trial] += 1
+            reservation = self.state.inflight.reserve(parent.trial)
             context = build_context(
                 store=self.ws.store,
-                archive=self.archive,
+                archive=self.state.archive,
                 parent=parent,
                 entry=self.ws.entry,
                 operation=operation,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
-                tier=self.explore,
+                tier=self.state.explore,
             )
         proposer = self.ws.proposers[operation]
         if proposer.name == "knobs":  # no code proposer configured: the draw becomes a tuning trial
@@ -108,21 +102,29 @@ class Planning:
         try:
             proposal = proposer.propose(context, self._check_program(parent))
         except ProposerExhausted:
+            reservation.release()
             # Plans made earlier may still be queued, so say what changes from here, not "done".
-            self.say(
+            self.state.say(
                 f"the {proposer.name} proposer has no proposals left; from now on a {operation} draw "
                 "becomes a tuning trial (proposals already planned still run)"
             )
-            with self.lock:
+            with self.state.lock:
                 self.exhausted.add(operation)
-                self.pending_children[parent.trial] -= 1
             return self.make_plan() if Operation.TUNE not in self.exhausted else None
+        except BaseException:  # the LLM is down, or the like: the producer reports it; no child is owed
+            reservation.release()
+            raise
         if isinstance(proposal, GiveUp):
+            reservation.release()
             self._record_give_up(parent, operation, proposal)
-            with self.lock:
-                self.pending_children[parent.trial] -= 1
             return None
-        return TrialPlan(operation=operation, tier_name=self.explore, parent=parent, proposal=proposal)
+        return TrialPlan(
+            operation=operation,
+            tier_name=self.state.explore,
+            parent=parent,
+            proposal=proposal,
+            reservation=reservation,
+        )
 
     def _check_program(self, parent: Candidate) -> Callable[[str], tuple[str, ...]]:
         """The agent's program check: the static knob table, then (when configured) a CPU smoke run,
@@ -150,8 +152,8 @@ class Planning:
                     parent.commit, lambda: self._smoke(parent_source, None)
                 )
                 if parent_digest and report.behaviour == parent_digest:
-                    with self.lock:
-                        self.stats.inert += 1
+                    with self.state.lock:
+                        self.state.stats.inert += 1
                     raise ProposalError(inert_message(smoke_env))
             return tuple(k.name for k in knobs)
 
@@ -186,9 +188,11 @@ class Planning:
         self, parent: Candidate, operation: Operation, give_up: GiveUp, request: Request | None = None
     ) -> None:
         """A proposal that never became a program is still a trial: a FAIL with the reason."""
-        with self.lock:
+        with self.state.lock:
             attrs = request_attrs(request) if request is not None else {}
-            handle = self.ws.study.ask(parent, [], {}, tier=self.explore, operation=operation, attrs=attrs)
+            handle = self.ws.study.ask(
+                parent, [], {}, tier=self.state.explore, operation=operation, attrs=attrs
+            )
             self.ws.study.fail(
                 handle,
                 f"gave up: {give_up.reason}",
@@ -206,32 +210,32 @@ class Planning:
             self.failed_attempts.setdefault(parent.trial, []).append(
                 Outcome(hypothesis="(no usable proposal)", status="gave_up", note=give_up.reason[:300])
             )
-            self.stats.gave_up += 1
-        self.say(
+            self.state.stats.gave_up += 1
+        self.state.say(
             f"trial {handle.number}: gave up on a proposal for parent {parent.trial}: {give_up.reason.splitlines()[0][:160]}"
         )
 
-    def _produce(self) -> None:
+    def produce(self) -> None:
         """Producer thread: keep QUEUE_AHEAD plans ready."""
         idle = 0.0
-        while not self.stopping.is_set():
-            if self.budget_left():  # a give-up is a trial too: none past the budget
-                self.stopping.wait(0.5)
+        while not self.state.stopping.is_set():
+            if self._budget_left():  # a give-up is a trial too: none past the budget
+                self.state.stopping.wait(0.5)
                 continue
             try:
                 plan = self.make_plan()
             except Exception as exc:  # a harness fault in the agent (LLM down): report and back off
-                self.say(f"proposal failed: {exc}")
+                self.state.say(f"proposal failed: {exc}")
                 plan = None
                 idle = min(60.0, idle * 2 or 2.0)
             if plan is None:
-                self.stopping.wait(idle or 0.2)
+                self.state.stopping.wait(idle or 0.2)
                 continue
             idle = 0.0
             while True:
-                if self.stopping.is_set():
-                    with self.lock:
-                        self.leftover.append(plan)
+                if self.state.stopping.is_set():
+                    with self.state.lock:
+                        self.state.leftover.append(plan)
                     return
                 try:
                     self.plans.put(plan, timeout=0.2)
@@ -239,7 +243,7 @@ class Planning:
                 except queue.Full:
                     continue
 
-    def _smoke_knobs(self, plan: TrialPlan, values, source: str):
+    def smoke_knobs(self, plan: TrialPlan, values, source: str):
         """A knob-only trial gets the same CPU smoke run (a sampled shape can crash: heads ∤ width)."""
         if not self.config.search.preflight_smoke:
             return None
@@ -255,7 +259,7 @@ class Planning:
 
     def _next_request(self) -> Request | None:
         """The oldest queued request no plan has been made for yet (controller.search.requests)."""
-        with self.lock:
+        with self.state.lock:
             for request in pending(self.ws.run_dir, self.ws.study.trials()):
                 if request.id not in self.requests_taken:
                     self.requests_taken.add(request.id)
@@ -263,10 +267,10 @@ class Planning:
         return None
 
     def _request_parent(self, request: Request) -> Candidate | None:
-        with self.lock:
-            if request.parent_trial is not None and request.parent_trial in self.archive:
-                return self.archive.get(request.parent_trial)
-            return self.archive.best(self.explore)
+        with self.state.lock:
+            if request.parent_trial is not None and request.parent_trial in self.state.archive:
+                return self.state.archive.get(request.parent_trial)
+            return self.state.archive.best(self.state.explore)
 
     def _plan_request(self, request: Request) -> TrialPlan | None:
         """One plan for a hypothesis, knob or seed request; confirm requests go to the urgent queue."""
@@ -274,21 +278,23 @@ class Planning:
             program = (self.ws.run_dir / str(request.program)).read_text(encoding="utf-8")
             title = request.title or f"imported program ({request.id})"
             proposal = Proposal(hypothesis=title, files={self.ws.entry: program}, proposer="seed")
-            return TrialPlan(Operation.SEED, self.explore, None, proposal, request=request)
+            return TrialPlan(Operation.SEED, self.state.explore, None, proposal, request=request)
         parent = self._request_parent(request)
         if parent is None:  # nothing scored yet: try again once the seed program has a score
-            with self.lock:
+            with self.state.lock:
                 self.requests_taken.discard(request.id)
             return None
         if request.kind is RequestKind.CONFIRM:
-            target = self.archive.get(request.trial) if request.trial in self.archive else None
+            target = self.state.archive.get(request.trial) if request.trial in self.state.archive else None
             if target is None:
-                self.say(f"request {request.id}: trial {request.trial} has no scored candidate; skipped")
+                self.state.say(
+                    f"request {request.id}: trial {request.trial} has no scored candidate; skipped"
+                )
                 return None
-            with self.lock:
+            with self.state.lock:
                 have = len(target.seed_val_losses)
                 for index in range(request.seeds):
-                    self.urgent.append(
+                    self.state.urgent.append(
                         TrialPlan(
                             Operation.CONFIRM,
                             self.config.search.confirm_tier,
@@ -306,9 +312,10 @@ class Planning:
                 knob_values=request.knob_values,
                 proposer="enqueue",
             )
-            with self.lock:
-                self.pending_children[parent.trial] += 1
-            return TrialPlan(Operation.TUNE, self.explore, parent, proposal, request=request)
+            reservation = self.state.inflight.reserve(parent.trial)
+            return TrialPlan(
+                Operation.TUNE, self.state.explore, parent, proposal, request=request, reservation=reservation
+            )
         return self._plan_hypothesis(request, parent)
 
     def _plan_hypothesis(self, request: Request, parent: Candidate) -> TrialPlan | None:
@@ -317,25 +324,34 @@ class Planning:
             reason = "a hypothesis in words needs a code proposer: set [agent] proposer = 'llm' (or 'replay')"
             self._record_give_up(parent, Operation.HYPOTHESIS, GiveUp(reason=reason, turns=0), request)
             return None
-        with self.lock:
+        with self.state.lock:
             context = build_context(
                 store=self.ws.store,
-                archive=self.archive,
+                archive=self.state.archive,
                 parent=parent,
                 entry=self.ws.entry,
                 operation=Operation.HYPOTHESIS,
                 human_hypothesis=request.text,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
-                tier=self.explore,
+                tier=self.state.explore,
             )
-            self.pending_children[parent.trial] += 1
+            reservation = self.state.inflight.reserve(parent.trial)
         try:
             proposal = proposer.propose(context, self._check_program(parent))
         except ProposerExhausted:
             proposal = GiveUp(reason=f"the {proposer.name} proposer has no proposals left", turns=0)
+        except BaseException:
+            reservation.release()
+            raise
         if isinstance(proposal, GiveUp):
+            reservation.release()
             self._record_give_up(parent, Operation.HYPOTHESIS, proposal, request)
-            with self.lock:
-                self.pending_children[parent.trial] -= 1
             return None
-        return TrialPlan(Operation.HYPOTHESIS, self.explore, parent, proposal, request=request)
+        return TrialPlan(
+            Operation.HYPOTHESIS,
+            self.state.explore,
+            parent,
+            proposal,
+            request=request,
+            reservation=reservation,
+        )

@@ -14,12 +14,13 @@ import math
 import shutil
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agent.proposal import Proposal
 from controller.config import CampaignConfig, TierConfig
+from controller.search.inflight import Reservation
 from controller.search.requests import Request
 from controller.search.workspace import Workspace
 from controller.store.archive import Archive, Candidate, Operation
@@ -54,6 +55,8 @@ class TrialPlan:
     seed: int = BASE_SEED
     requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
     request: Request | None = None  # the queued request (controller.search.requests) this trial serves
+    # its share of the in-flight ledger (controller.search.inflight); None for a re-run of a study trial
+    reservation: Reservation | None = field(default=None, compare=False, repr=False)
 
     @property
     def samples_knobs(self) -> bool:

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from optuna.trial import TrialState
+from pydantic import TypeAdapter
 
 from controller.store.archive import Archive, Candidate, Operation
 from controller.store.study import TrialRecord
@@ -27,50 +28,22 @@ ATTR_VERIFIES = "verifies"  # on a confirm trial that passed the full integrity 
 ATTR_DISCREDITS = "discredits"  # on a confirm trial that failed an integrity check: {trials, reason}
 
 
+# Set from the promotion marks when the archive is rebuilt, never stored with the candidate.
+_DERIVED = {"confirmed"}
+_CANDIDATE = TypeAdapter(Candidate)
+
+
 def candidate_attrs(candidate: Candidate) -> dict[str, Any]:
-    """The JSON-safe form of a candidate, stored on its trial."""
-    return {
-        "trial": candidate.trial,
-        "commit": candidate.commit,
-        "parent_trial": candidate.parent_trial,
-        "tier": candidate.tier,
-        "status": str(candidate.status),
-        "val_bpb": candidate.val_bpb,
-        "seed_bpbs": list(candidate.seed_bpbs),
-        "seed_val_losses": list(candidate.seed_val_losses),
-        "artifact_bytes": candidate.artifact_bytes,
-        "train_seconds": candidate.train_seconds,
-        "feasible": candidate.feasible,
-        "hypothesis": candidate.hypothesis,
-        "operation": str(candidate.operation),
-        "suspicious": candidate.suspicious,
-        "verified": candidate.verified,
-        "discredited": candidate.discredited,
-        "knob_values": dict(candidate.knob_values),
-    }
+    """The JSON-safe form of a candidate, stored on its trial (every field but the derived ones)."""
+    return _CANDIDATE.dump_python(candidate, mode="json", exclude=_DERIVED)
 
 
 def candidate_from_attrs(attrs: Mapping[str, Any], *, confirmed: bool = False) -> Candidate:
-    return Candidate(
-        trial=int(attrs["trial"]),
-        commit=str(attrs["commit"]),
-        parent_trial=attrs.get("parent_trial"),
-        tier=str(attrs["tier"]),
-        status=RunStatus(attrs["status"]),
-        val_bpb=attrs.get("val_bpb") if not attrs.get("seed_bpbs") else None,
-        seed_bpbs=tuple(attrs.get("seed_bpbs", ())),
-        seed_val_losses=tuple(attrs.get("seed_val_losses", ())),
-        artifact_bytes=attrs.get("artifact_bytes"),
-        train_seconds=attrs.get("train_seconds"),
-        feasible=bool(attrs.get("feasible", True)),
-        hypothesis=str(attrs.get("hypothesis", "")),
-        operation=Operation(attrs.get("operation", Operation.MUTATE)),
-        confirmed=confirmed,
-        suspicious=str(attrs.get("suspicious", "")),
-        verified=bool(attrs.get("verified", False)),
-        discredited=bool(attrs.get("discredited", False)),
-        knob_values=dict(attrs.get("knob_values", {})),
-    )
+    """The candidate :func:`candidate_attrs` stored; fields an older record lacks take their defaults."""
+    data = {key: value for key, value in attrs.items() if key not in _DERIVED}
+    if data.get("seed_bpbs"):
+        data["val_bpb"] = None  # the mean of the seeds, recomputed exactly as when it was made
+    return dataclasses.replace(_CANDIDATE.validate_python(data), confirmed=confirmed)
 
 
 def candidate_from_result(

@@ -1,6 +1,6 @@
 """The loop's hooks for one ``autogolf worker`` (controller.workers.worker): sync with the peers, recover the dead.
 
-:class:`WorkerPeers` implements controller.search.loop's Peers: it pulls the shared git remote before each
+:class:`WorkerPeers` implements controller.search.state's Peers: it pulls the shared git remote before each
 parent choice, publishes candidates, notes and the study's frontier after each record, and runs a
 heartbeat thread that keeps this session alive in the study and re-queues trials of dead sessions.
 
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from optuna.trial import TrialState
 
 from controller.errors import GitStoreError
-from controller.search.loop import Peers
+from controller.search.state import Peers
 from controller.search.workspace import Workspace
 from controller.store.records import rebuild_archive
 from controller.store.study import (
@@ -125,12 +125,8 @@ class WorkerPeers(Peers):
                     )
         controller = self.controller
         if controller is not None and (self.study.has_strays() or self.study.waiting_requeues()):
-            with controller.lock:
-                controller.archive = rebuild_archive(self.study.trials())
-                plans = controller._requeued()
-            for plan in plans:
+            for plan in controller.adopt_reruns():
                 self.say(f"trial {plan.requeued.number}: re-runs trial {plan.requeued.requeued_from}")
-            controller.urgent.extend(plans)
         return recovered
 
     def fetch_rerun_program(self, handle: TrialHandle) -> None:

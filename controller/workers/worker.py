@@ -141,7 +141,7 @@ def sync_review_copy(config, *, storage: str, git_remote: str) -> Path:
 def _wait_for_seed(controller: Controller, peers: WorkerPeers) -> None:
     """Only one worker runs the seed program (the one that claims it); the others wait for its score.
     If the claimant never even asks its seed trial within the grace period, run it here."""
-    study, explore = peers.study, controller.explore
+    study, explore = peers.study, controller.config.search.explore_tier
     waited = time.monotonic()
     while True:
         records = study.trials()

@@ -228,6 +228,7 @@ def test_unknown_model_is_rejected_at_once_without_retrying(llm_server, make_pro
     assert "AUTOGOLF_TEST_KEY" in info.value.hint and llm_server.base_url in info.value.hint
 
 
+@pytest.mark.slow
 def test_stalled_server_times_out_and_raises_within_seconds(llm_server, make_proposer, context):
     llm_server.add(Scripted(delay_seconds=30), Scripted(delay_seconds=30))
     ledger = Ledger(None)

@@ -70,6 +70,7 @@ def check_training(dataset_dir: str, out: str) -> None:
 
 
 # V below one block, not a power of two, and over the 4096 block (the kernel loops over the row)
+@pytest.mark.slow
 @pytest.mark.parametrize(("V", "dtype"), [(512, "bfloat16"), (1000, "float32"), (5000, "float32")])
 def test_triton_kernel_matches_eager_under_the_interpreter(V, dtype, tmp_path):
     got = interpreted("check_kernel", str(V), dtype, out=tmp_path / "kernel.pt")
@@ -84,6 +85,7 @@ def test_triton_kernel_matches_eager_under_the_interpreter(V, dtype, tmp_path):
     assert torch.equal(got["over_cap"], tg.softcap_cross_entropy_eager(got["logits"], got["targets"], 60.0))
 
 
+@pytest.mark.slow
 def test_training_steps_with_the_kernel_match_eager_steps(tiny_data, tmp_path):
     """The kernel inside Trainer.step: the same losses and weights as the eager loss, step for step."""
     runs = interpreted("check_training", str(tiny_data.dataset_dir), out=tmp_path / "training.pt")

@@ -89,6 +89,7 @@ def unigram_bpb(tiny_data, n: int, scored_bytes: int) -> float:
     return entropy_nats * n / math.log(2) / scored_bytes
 
 
+@pytest.mark.slow
 def test_all_phase_writes_the_contract_outputs_and_beats_the_unigram_baseline(all_run, tiny_data):
     out, _, proc = all_run
     result = json.loads((out / "result.json").read_text())
@@ -128,6 +129,7 @@ def test_check_rows_are_full_normalized_rows_matching_the_nll(all_run, tiny_data
     assert np.array_equal(rows[1], rows[3])  # a repeated position repeats its row
 
 
+@pytest.mark.slow
 def test_train_without_val_files_then_eval_without_train_files(split_data, tiny_data, tmp_path):
     common = {"TOKENIZER_PATH": str(tiny_data.tokenizer_path), "GOLF_OUT": str(tmp_path), "ITERATIONS": "5"}
     train = run_phase({**common, "DATA_PATH": str(split_data["train"]), "GOLF_PHASE": "train"})
@@ -188,6 +190,7 @@ def test_sandbox_split_run_of_the_baseline_reports_the_train_phases_timer_and_st
     ]
 
 
+@pytest.mark.slow
 def test_a_phase_missing_its_data_exits_nonzero_naming_the_files(split_data, tiny_data, tmp_path):
     proc = run_phase(
         {

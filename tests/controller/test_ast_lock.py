@@ -6,11 +6,14 @@ import ast
 import threading
 from pathlib import Path
 
+import pytest
+
 import controller  # noqa: F401  (installs the lock)
 
 SEED = (Path(__file__).resolve().parents[2] / "baseline" / "train_gpt.py").read_text()
 
 
+@pytest.mark.slow
 def test_ast_parse_is_serialised_and_many_threads_parse_the_seed_program_at_once():
     assert getattr(ast.parse, "__autogolf_serialised__", False)
     failures: list[BaseException] = []

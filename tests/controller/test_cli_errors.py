@@ -60,6 +60,7 @@ def llm_campaign(tmp_path, tiny_data) -> Path:
     return toml
 
 
+@pytest.mark.slow
 def test_a_worker_without_its_api_key_says_which_variable_to_set(llm_campaign, tmp_path):
     remote = tmp_path / "shared.git"
     subprocess.run(["git", "init", "-q", "--bare", str(remote)], check=True)
@@ -72,6 +73,7 @@ def test_a_worker_without_its_api_key_says_which_variable_to_set(llm_campaign, t
     )
 
 
+@pytest.mark.slow
 def test_a_campaign_run_without_its_api_key_says_which_variable_to_set(llm_campaign, tmp_path):
     done = autogolf("run", str(llm_campaign), cwd=tmp_path)
     assert_clean_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from controller.cli.app import app
@@ -26,6 +27,7 @@ def poorly_smoothed_seed(folder) -> object:
     return path
 
 
+@pytest.mark.slow
 def test_a_clear_improvement_is_confirmed_with_extra_seeds_and_promoted(
     make_campaign, run_campaign, tmp_path
 ):
@@ -60,6 +62,7 @@ def test_a_clear_improvement_is_confirmed_with_extra_seeds_and_promoted(
     assert rows[0]["trial"] == 1 and rows[0]["confirmed"] is True
 
 
+@pytest.mark.slow
 def test_a_candidate_no_better_than_its_parent_gets_no_confirm_runs(make_campaign, run_campaign, tmp_path):
     toml = make_campaign(
         replay=[knob_line("even more smoothing", SMOOTHING=50.0)],

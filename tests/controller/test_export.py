@@ -13,6 +13,8 @@ from controller.review.export import SubmissionInfo, export_candidate
 from controller.review.views import Campaign, leaderboard
 from tests.controller.test_review import build_campaign
 
+pytestmark = pytest.mark.slow  # the module's fixture runs a whole campaign (or Docker)
+
 FIELDS = {
     "author", "github_id", "name", "blurb", "date", "val_loss", "val_bpb", "bytes_total", "bytes_code",
     "seeds", "seed_results", "val_bpb_std", "p_value", "hardware", "pytorch_version", "base_pr",

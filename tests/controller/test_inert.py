@@ -3,6 +3,8 @@ goes back to the agent as a repair turn and never reaches the explore tier."""
 
 from __future__ import annotations
 
+import pytest
+
 from controller.search.inert import ParentBehaviour, deterministic_smoke, masked_by_smoke
 from sandbox import PreflightReport, PreflightStage, preflight
 from sandbox.knobs import Knob
@@ -70,6 +72,7 @@ def test_the_parents_smoke_run_is_made_once_per_parent():
     assert failed.digest("c", lambda: PreflightReport(ok=False, stage=PreflightStage.SMOKE)) == ""
 
 
+@pytest.mark.slow
 def test_a_dead_branch_is_sent_back_and_never_reaches_the_explore_tier(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[

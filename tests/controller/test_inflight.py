@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from controller.search.inflight import InFlight
 
 
@@ -62,3 +64,29 @@ def test_concurrent_reserve_and_release_leave_nothing_behind():
     for t in threads:
         t.join()
     assert ledger.children() == {} and ledger.launching == 0
+
+
+@pytest.mark.slow
+def test_the_trial_budget_counts_a_trial_being_asked_once(make_campaign):
+    """A trial thread asks the study (the trial exists, RUNNING) before its reservation leaves the
+    launch count; a budget read in between counted it twice, and a 4-trial campaign stopped at 3
+    ("trial budget reached (4 of 4)"). Both steps happen under the state's lock, so must the read."""
+    from controller.config import load_campaign
+    from controller.search import Controller, open_workspace
+
+    with open_workspace(load_campaign(make_campaign(max_trials=2)), progress=False) as ws:
+        controller = Controller(ws, say=lambda line: None)
+        state = controller.state
+        reservation = state.inflight.reserve(None)
+        reservation.launched()
+        seen: list[str | None] = []
+        reader = threading.Thread(target=lambda: seen.append(controller.budget_left()))
+        with state.lock:  # what Controller._execute does around its ask
+            ws.study.ask(None, [], tier="proxy", operation="seed")
+            reader.start()
+            reader.join(timeout=0.5)  # the budget read runs now unless it waits for the lock
+            reservation.asked()
+        reader.join(timeout=30)
+        assert seen == [None], "one trial of a budget of 2 was counted as two"
+        reservation.launched()  # a released-or-asked reservation does not count again
+        assert state.inflight.launching == 0 and controller.budget_left() is None

@@ -25,6 +25,7 @@ def open_results(toml):
     return config, CampaignStudy.from_config(config), GitStore(config.run_dir / "repo")
 
 
+@pytest.mark.slow
 def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[
@@ -75,6 +76,7 @@ def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_ca
     assert rows[0]["commit"] == frontier[0]
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_says_at_which_step_its_loss_fell_behind(make_campaign, run_campaign):
     # Heavy smoothing fits the counts worse at every step than the seed's did: the median rule stops it.
     # Each step sleeps 0.5 s, so the loss is reported while the run is still going.
@@ -96,6 +98,7 @@ def test_a_pruned_trial_says_at_which_step_its_loss_fell_behind(make_campaign, r
     assert any(line.startswith(f"trial 1: pruned {reason}") for line in said), said
 
 
+@pytest.mark.slow
 def test_replayed_code_edit_passes_preflight_and_its_commit_carries_the_edit(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[edit_line("rename the artifact", ARTIFACT_LINE, RENAMED_ARTIFACT_LINE)], max_trials=2
@@ -130,6 +133,7 @@ def test_edit_that_does_not_apply_is_a_failed_trial_with_no_commit(make_campaign
     assert sorted(store.recorded_trials()) == [0]
 
 
+@pytest.mark.slow
 def test_edit_that_crashes_at_run_time_is_stopped_by_the_preflight_smoke_run(make_campaign, run_campaign):
     crash = "def train(cfg: dict) -> dict:\n    raise RuntimeError('boom from the candidate')"
     toml = make_campaign(
@@ -147,6 +151,7 @@ def test_edit_that_crashes_at_run_time_is_stopped_by_the_preflight_smoke_run(mak
     assert not (config.run_dir / "trials" / "1" / "run").exists()
 
 
+@pytest.mark.slow
 def test_trial_budget_is_respected_exactly_with_two_slots(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)],
@@ -162,6 +167,7 @@ def test_trial_budget_is_respected_exactly_with_two_slots(make_campaign, run_cam
     assert all(t.state == "COMPLETE" for t in study.trials())
 
 
+@pytest.mark.slow
 def test_wall_clock_budget_stops_the_campaign_early(make_campaign, run_campaign):
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in (0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8)],

@@ -3,6 +3,8 @@ too good to believe waits for a confirm run's full probe before it may be a pare
 
 from __future__ import annotations
 
+import pytest
+
 from controller.store.records import rebuild_archive
 from tests.controller.campaigns import edit_line, knob_line
 from tests.controller.test_loop import open_results
@@ -45,6 +47,7 @@ def test_the_smoke_run_catches_the_look_ahead_before_the_explore_tier(make_campa
     assert cheat.state == "FAIL" and "integrity check 'causality' failed" in str(cheat.user_attrs)
 
 
+@pytest.mark.slow
 def test_an_implausible_gain_is_held_until_a_confirm_runs_full_probe_verifies_it(make_campaign, run_campaign):
     """Any gain at all counts as implausible here, so the better smoothing is held; its confirm runs carry
     the full probe, which an honest program passes, and it then sits on the frontier."""

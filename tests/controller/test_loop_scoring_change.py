@@ -3,6 +3,8 @@ probe, and its trial records why; an ordinary one keeps the prefix probe."""
 
 from __future__ import annotations
 
+import pytest
+
 from controller.store.records import rebuild_archive
 from tests.controller.campaigns import edit_line, knob_line
 from tests.controller.test_loop import open_results
@@ -15,6 +17,7 @@ HALF_AT_EVAL = """    logp = log_probs(counts, cfg["SMOOTHING"] * 0.5)
     val = load_split(cfg["DATA_PATH"], "val")"""
 
 
+@pytest.mark.slow
 def test_a_scoring_change_runs_with_the_full_probe_and_its_trial_records_the_reason(
     make_campaign, run_campaign
 ):

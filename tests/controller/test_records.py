@@ -123,3 +123,40 @@ def test_result_note_holds_the_full_run_result_and_the_controller_fields():
     note = json.loads(result_note(result, {"trial": 7, "seed": 1337}))
     assert RunResult.model_validate(note["result"]) == result
     assert note["trial"] == 7 and note["seed"] == 1337
+
+
+def test_every_stored_field_of_a_candidate_survives_the_study():
+    """The stored form is derived from the dataclass, so no field can be left out by hand; only
+    ``confirmed`` is not stored (the promotion marks decide it when the archive is rebuilt)."""
+    import dataclasses
+
+    from controller.store.records import candidate_from_attrs
+
+    full = Candidate(
+        trial=7,
+        commit="c" * 40,
+        parent_trial=3,
+        tier="full",
+        status=RunStatus.OK,
+        seed_bpbs=(1.25, 1.27),
+        seed_val_losses=(2.1, 2.2),
+        artifact_bytes=15_000_000,
+        train_seconds=598.5,
+        feasible=False,
+        hypothesis="wider MLP",
+        operation=Operation.HYPOTHESIS,
+        confirmed=True,
+        suspicious="a gain of 0.3 bpb over the parent",
+        verified=True,
+        discredited=True,
+        knob_values={"MLP_MULT": "4"},
+    )
+    stored = candidate_attrs(full)
+    assert "confirmed" not in stored
+    assert json.loads(json.dumps(stored)) == stored  # what the study keeps is plain JSON
+    back = candidate_from_attrs(stored, confirmed=True)
+    assert back == full and dict(back.knob_values) == {"MLP_MULT": "4"}
+    assert back.val_bpb == pytest.approx(1.26)
+    for f in dataclasses.fields(Candidate):
+        assert getattr(back, f.name) == getattr(full, f.name), f.name
+    assert candidate_from_attrs(stored).confirmed is False

@@ -98,7 +98,7 @@ def test_sync_sweeps_what_a_dead_worker_left_but_keeps_a_program_its_rerun_needs
 
     b.before_plan(b.ws)  # pull, recover (b takes the waiting re-run), sweep
     assert running_refs(b) == {interrupted.number, running.number}
-    (plan,) = b.controller.urgent
+    (plan,) = b.controller.queued_plans()
     rerun = plan.requeued
     assert rerun.requeued_from == interrupted.number
     fetched = b.ws.trial_dir(interrupted.number) / "program" / b.ws.entry
@@ -131,7 +131,7 @@ def test_a_trial_set_aside_at_a_stop_is_rerun_elsewhere_with_its_program(two_wor
     assert running_refs(a) == {staged.number}, "kept: a waiting re-run needs it"
 
     b.before_plan(b.ws)
-    (plan,) = b.controller.urgent
+    (plan,) = b.controller.queued_plans()
     assert plan.requeued.requeued_from == staged.number
     fetched = b.ws.trial_dir(staged.number) / "program" / b.ws.entry  # where b's re-run reads it
     assert fetched.read_text() == "staged program\n"

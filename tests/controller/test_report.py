@@ -12,6 +12,8 @@ from controller.review.report import render_report, write_report
 from controller.review.views import Campaign, leaderboard
 from tests.controller.test_review import build_campaign
 
+pytestmark = pytest.mark.slow  # the module's fixture runs a whole campaign (or Docker)
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

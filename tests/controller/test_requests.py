@@ -162,6 +162,7 @@ def test_markdown_notes_split_at_headings():
     assert hypotheses_from_markdown("one idea\nover two lines\n") == ["one idea\nover two lines"]
 
 
+@pytest.mark.slow
 def test_a_queued_hypothesis_becomes_a_trial_that_carries_its_id(tmp_path, tiny_data):
     config = write_campaign(
         tmp_path / "camp", tiny_data, max_trials=3, operations="mutate = 0.0\ntune = 1.0\nhypothesis = 1.0"
@@ -175,6 +176,7 @@ def test_a_queued_hypothesis_becomes_a_trial_that_carries_its_id(tmp_path, tiny_
     assert pending(config.run_dir, Campaign.open(config).trials) == []
 
 
+@pytest.mark.slow
 def test_a_seeded_program_without_a_knob_table_runs_with_its_defaults(tmp_path, tiny_data):
     config = write_campaign(tmp_path / "camp", tiny_data, max_trials=3)
     program = tmp_path / "plain.py"

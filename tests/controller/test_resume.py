@@ -71,6 +71,7 @@ def kill_9_during_trial(toml: Path, number: int = 1) -> None:
         finish(controller, timeout=10)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign):
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
@@ -114,6 +115,7 @@ def test_kill_9_mid_trial_then_resume_loses_and_duplicates_nothing(make_campaign
     assert killed_hypothesis in replayed
 
 
+@pytest.mark.slow
 def test_a_trial_killed_at_the_end_of_the_budget_is_still_rerun_on_resume(make_campaign):
     """The budget already paid for the killed attempt: the re-run must not be stranded by it."""
     toml = make_campaign(
@@ -139,6 +141,7 @@ def status_of(toml: Path, *options: str) -> str:
     return subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
 
 
+@pytest.mark.slow
 def test_a_trial_killed_mid_run_does_not_use_up_the_trial_budget(make_campaign):
     """The budget counts experiments: a killed attempt (the running trial, and the one staged for the
     slot when there was one) is replaced by its re-run, not added to it."""
@@ -164,6 +167,7 @@ def test_a_trial_killed_mid_run_does_not_use_up_the_trial_budget(make_campaign):
     assert (state["trials_used"], state["reruns"], state["reruns_given_up"]) == (4, len(killed), 0)
 
 
+@pytest.mark.slow
 def test_a_trial_whose_run_keeps_being_lost_is_given_up_after_max_reruns(make_campaign):
     """Each start is killed inside the same experiment's run (a program that takes its machine down):
     with ``max_reruns = 1`` it is run twice, then failed for good, and the campaign goes on."""
@@ -200,27 +204,28 @@ def test_a_trial_whose_run_keeps_being_lost_is_given_up_after_max_reruns(make_ca
     assert line in status_of(toml)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
     make_campaign, run_campaign, monkeypatch
 ):
     """The crash window between the git record and the study tell: the worker dies right before
     ``tell_study`` for trial 1, leaving it RUNNING with its commit and note in the store."""
-    import controller.search.loop as loop
+    import controller.search.recorder as recorder
 
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS[:2]], max_trials=3
     )
-    real_tell = loop.tell_study
+    real_tell = recorder.tell_study
 
     def die_before_telling_trial_1(ws, handle, plan, result, attrs):
         if handle.number == 1:
             raise SystemExit("simulated kill between record and tell")
         real_tell(ws, handle, plan, result, attrs)
 
-    monkeypatch.setattr(loop, "tell_study", die_before_telling_trial_1)
+    monkeypatch.setattr(recorder, "tell_study", die_before_telling_trial_1)
     run_campaign(toml)
-    monkeypatch.setattr(loop, "tell_study", real_tell)
+    monkeypatch.setattr(recorder, "tell_study", real_tell)
     study, store = open_results(toml)
     assert study.trial(1).state == "RUNNING"
     commit = store.commit_of(1)
@@ -239,6 +244,7 @@ def test_resume_tells_the_study_a_result_that_git_recorded_before_a_crash(
     assert "trial budget reached" in why
 
 
+@pytest.mark.slow
 def test_ctrl_c_once_finishes_the_running_trial_and_requeues_the_staged_one(make_campaign):
     """One slot: trial 1 runs while trial 2 is staged (asked, program written, waiting for the slot).
     Ctrl-C lets trial 1 finish and be recorded; trial 2 does not start and is re-run first on resume."""
@@ -281,6 +287,7 @@ def test_ctrl_c_once_finishes_the_running_trial_and_requeues_the_staged_one(make
     assert done.count("smoothing 0.2") == 1 and done.count("smoothing 0.1") == 1
 
 
+@pytest.mark.slow
 def test_ctrl_c_twice_kills_the_running_trial_and_records_it_as_failed(make_campaign):
     toml = make_campaign(
         replay=[knob_line(f"smoothing {s}", SMOOTHING=s) for s in SMOOTHINGS],
@@ -313,6 +320,7 @@ def test_ctrl_c_twice_kills_the_running_trial_and_records_it_as_failed(make_camp
     assert stopped_after < 1.5  # killed, not waited out (the run sleeps 2 s)
 
 
+@pytest.mark.slow
 def test_proposals_prepared_ahead_survive_a_stop(make_campaign, tmp_path):
     """A clean stop (Ctrl-C once) and a resume must not skip proposals the producer had prepared."""
     from controller.search.loop import Controller
@@ -331,7 +339,7 @@ def test_proposals_prepared_ahead_survive_a_stop(make_campaign, tmp_path):
 
                 def stop_at_trial_1(line: str, controller: Controller = controller) -> None:
                     if line.startswith("trial 1: mutate"):
-                        controller.stopping.set()
+                        controller.stop()
 
                 controller.say = stop_at_trial_1
             controller.run()

@@ -19,6 +19,8 @@ from controller.review.views import Campaign, campaign_status, diff_between, lea
 from controller.store.records import rebuild_archive
 from controller.store.study import CampaignStudy
 
+pytestmark = pytest.mark.slow  # the module's fixture runs a whole campaign (or Docker)
+
 DEFAULT_OPERATIONS = "mutate = 1.0\ntune = 0.5\nhypothesis = 0.0\nconfirm = 0.0"
 REPO = Path(__file__).resolve().parents[2]
 FAKE_TRAINER = REPO / "tests" / "programs" / "unigram_trainer.py"

@@ -254,6 +254,7 @@ def test_plain_ask_hands_out_a_waiting_requeue_first(tmp_path):
     assert handle.requeued_from == dead.number and handle.tier == "proxy"
 
 
+@pytest.mark.slow
 def test_unreachable_storage_is_a_study_error(tmp_path):
     with pytest.raises(StudyError, match="cannot open study"):
         CampaignStudy("notadb://nowhere", "camp")

@@ -178,6 +178,7 @@ def test_three_workers_share_one_study_and_recover_a_killed_worker(tmp_path, tin
     assert rows[0]["trial"] == best
 
 
+@pytest.mark.slow
 def test_two_workers_replay_each_line_once_and_leave_no_running_programs(tmp_path, tiny_data, postgres_url):  # noqa: F811
     import optuna
 

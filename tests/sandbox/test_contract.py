@@ -48,6 +48,7 @@ def test_honest_program_is_scored_by_the_harness(make_spec, phases):
         assert result.program_train_seconds <= result.train_seconds
 
 
+@pytest.mark.slow
 def test_infinite_loop_times_out_and_leaves_nothing_running(make_spec):
     spec = make_spec("infinite_loop", limits=TIGHT)
     result = run(spec)
@@ -76,6 +77,7 @@ def test_stdout_flood_is_capped_and_the_disk_safe(make_spec):
     assert_nothing_left(marker_of(spec))
 
 
+@pytest.mark.slow
 def test_fork_bomb_is_contained(make_spec):
     limits = TIGHT.model_copy(update={"max_processes": 64})
     spec = make_spec("fork_bomb", limits=limits, knobs={"FORK_ATTEMPTS": "300"})
@@ -164,6 +166,7 @@ def test_a_look_ahead_inside_each_eval_window_fails_causality(make_spec):
     )
 
 
+@pytest.mark.slow
 def test_honest_only_where_rows_are_checked_fails(make_spec):
     """The old hole: positions known before the NLL file is written, rows honest exactly there."""
     result = run(make_spec("boosts_targets", knobs={"BOOST": "unchecked"}))
@@ -213,6 +216,7 @@ def test_a_probe_that_links_to_the_scored_nll_is_refused(make_spec):
         (None, {"EVAL_SLEEP_SECONDS": "1.5"}),  # an eval phase slower than its train phase
     ],
 )
+@pytest.mark.slow
 @pytest.mark.parametrize("probe", [ProbeKind.PREFIX, ProbeKind.FULL])
 def test_honest_controls_pass_every_integrity_check(make_spec, program, knobs, probe):
     spec = make_spec(program, knobs=knobs, integrity=TEST_INTEGRITY.model_copy(update={"probe": probe}))
@@ -237,6 +241,7 @@ def test_program_timer_above_the_harness_clock_is_invalid(make_spec):
     assert "program timer disagrees with the harness" in result.reason
 
 
+@pytest.mark.slow
 def test_training_through_the_start_up_grace_is_invalid(make_spec):
     """Trains (sleeps) 6 s and claims 1 s: within the phase's 8 s wall limit (4 s + 4 s of start-up
     grace), so it is not killed, but 5 s are unaccounted for (the issue's 30.4 s against 20 + 15)."""

@@ -408,6 +408,7 @@ json.dump({{"secret": attempt(lambda: open({str(secret)!r}).read()),
 def test_timeout_kills_a_program_that_ignores_sigterm_and_removes_its_container(
     backend, docker_engine, tmp_path
 ):
+
     program = """
     import signal, subprocess, time
     signal.signal(signal.SIGTERM, signal.SIG_IGN)

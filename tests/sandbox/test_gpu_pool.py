@@ -51,10 +51,10 @@ def test_waiting_full_request_is_not_starved_by_later_small_ones():
 
     big = threading.Thread(target=request, args=("big", 8))
     big.start()
-    wait_until(lambda: len(pool._queue) == 1)
+    wait_until(lambda: pool.waiting == 1)
     small = threading.Thread(target=request, args=("small", 1))
     small.start()
-    wait_until(lambda: len(pool._queue) == 2)
+    wait_until(lambda: pool.waiting == 2)
     time.sleep(0.1)
     assert order == [], "the 1-GPU request jumped the queue although one GPU was free"
     holder.release()

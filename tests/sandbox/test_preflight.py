@@ -99,6 +99,7 @@ def test_smoke_knobs_reach_the_program(program, data):
     assert "IndexError" in report.log_excerpt
 
 
+@pytest.mark.slow
 def test_smoke_run_is_killed_after_timeout_seconds(program, data, tmp_path):
     report = preflight(
         program, data=data, smoke_knobs={"SLEEP_SECONDS": "60"}, timeout_seconds=2, out_dir=tmp_path / "smoke"

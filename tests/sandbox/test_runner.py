@@ -32,6 +32,7 @@ def test_parent_far_worse_marks_an_ok_result_suspicious(make_spec):
     assert within.suspicious == ""
 
 
+@pytest.mark.slow
 def test_the_seed_programs_result_and_the_floor_are_references_too(make_spec):
     honest = run(make_spec())
     seed = run(make_spec(plausibility=Plausibility(seed_bpb=honest.val_bpb + 0.3)))
