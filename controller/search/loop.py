@@ -150,10 +150,14 @@ class Controller:
         """None while the campaign may go on, else why it stops. The trial budget counts experiments
         (:func:`budget_trials`): a trial whose run was lost and that is re-run counts once."""
         budget = self.config.budget
-        with self.state.lock:  # a trial being asked is in the study or in the ledger, never both
-            asked = len(budget_trials(self.ws.study.trials())) + self.state.inflight.launching
-        if budget.max_trials is not None and asked >= budget.max_trials:
-            return f"trial budget reached ({asked} of {budget.max_trials})"
+        if budget.max_trials is not None and self._trials_counted() >= budget.max_trials:
+            # Without the lock a trial being asked may be counted twice (never missed): the lock that
+            # covers each ask and its ledger step settles it, taken only near the end of the budget so
+            # trial threads do not wait on every check.
+            with self.state.lock:
+                asked = self._trials_counted()
+            if asked >= budget.max_trials:
+                return f"trial budget reached ({asked} of {budget.max_trials})"
         hours = (time.monotonic() - self.state.stats.started) / 3600
         if budget.max_wall_hours is not None and hours >= budget.max_wall_hours:
             return f"wall-clock budget reached ({hours:.2f} h of {budget.max_wall_hours} h)"
@@ -165,6 +169,13 @@ class Controller:
         ):
             return f"LLM budget reached (${spent:.2f} of ${budget.max_llm_usd:.2f})"
         return None
+
+    def _trials_counted(self) -> int:
+        """Trials the budget counts: in the study (:func:`budget_trials`) or on their way to it. The
+        ledger is read first: a trial thread asks the study before its reservation leaves the launch
+        count, so whichever of the two a trial has reached when read, it is in one or both."""
+        launching = self.state.inflight.launching
+        return launching + len(budget_trials(self.ws.study.trials()))
 
     # ------------------------------------------------------------------ executing
 
