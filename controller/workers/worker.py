@@ -199,24 +199,20 @@ def register_worker(app) -> None:
         ] = False,
     ) -> None:
         """Join a campaign shared by many machines: one study (--storage), one git remote."""
-        from controller.cli.terminal import fail, load, say
-        from sandbox.errors import HarnessError
+        from controller.cli.terminal import load, say
 
-        try:
-            if sync_only:
-                path = sync_review_copy(load(campaign), storage=storage, git_remote=git_remote)
-                say(f"review copy of the shared campaign in {path}")
-                return
-            why = run_worker(
-                load(campaign),
-                storage=storage,
-                git_remote=git_remote,
-                name=name,
-                runs_dir=runs_dir,
-                heartbeat_seconds=heartbeat_seconds,
-                grace_seconds=grace_seconds,
-                say=say,
-            )
-        except HarnessError as exc:
-            raise fail(exc) from exc
+        if sync_only:
+            path = sync_review_copy(load(campaign), storage=storage, git_remote=git_remote)
+            say(f"review copy of the shared campaign in {path}")
+            return
+        why = run_worker(
+            load(campaign),
+            storage=storage,
+            git_remote=git_remote,
+            name=name,
+            runs_dir=runs_dir,
+            heartbeat_seconds=heartbeat_seconds,
+            grace_seconds=grace_seconds,
+            say=say,
+        )
         say(f"worker stopped: {why}")

@@ -78,6 +78,23 @@ def start_worker(toml: Path, storage: str, remote: Path, name: str, log: Path) -
     )
 
 
+def run_workers(
+    toml: Path, storage: str, remote: Path, log_dir: Path, names: tuple[str, ...], *, timeout: float
+) -> None:
+    """Start one worker per name and require each to exit 0 within ``timeout`` seconds (its log's
+    tail is the failure message); none is left running."""
+    logs = {name: log_dir / f"{name}.log" for name in names}
+    workers = {name: start_worker(toml, storage, remote, name, log) for name, log in logs.items()}
+    try:
+        for name, proc in workers.items():
+            assert proc.wait(timeout=timeout) == 0, logs[name].read_text()[-3000:]
+    finally:
+        for proc in workers.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
 def remote_refs(remote: Path) -> dict[str, str]:
     lines = git("--git-dir", str(remote), "for-each-ref", "--format=%(refname) %(objectname)").splitlines()
     return dict(line.split(" ", 1) for line in lines)
@@ -188,22 +205,13 @@ def test_two_workers_replay_each_line_once_and_leave_no_running_programs(tmp_pat
     )
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
-    logs = {name: tmp_path / f"{name}.log" for name in ("w0", "w1")}
-    workers = {name: start_worker(toml, postgres_url, remote, name, log) for name, log in logs.items()}
-    try:
-        for name, proc in workers.items():
-            assert proc.wait(timeout=120) == 0, logs[name].read_text()[-3000:]
-    finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    run_workers(toml, postgres_url, remote, tmp_path, ("w0", "w1"), timeout=120)
 
     trials = optuna.load_study(study_name="replayed", storage=postgres_url).get_trials(deepcopy=False)
     replayed = [t.user_attrs["hypothesis"] for t in trials if t.user_attrs.get("proposer") == "replay"]
     # A line whose trial the shared budget refused is kept, by its claimant only, for a later start.
     kept = []
-    for name in workers:
+    for name in ("w0", "w1"):
         prepared = tmp_path / "runs" / "workers" / name / "replayed" / "prepared.jsonl"
         if prepared.exists():
             plans = [json.loads(x)["proposal"] or {} for x in prepared.read_text().splitlines()]

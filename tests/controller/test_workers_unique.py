@@ -7,8 +7,6 @@ the same order: the study then held byte-identical tune trials on the same paren
 from __future__ import annotations
 
 import json
-import os
-import signal
 from collections import defaultdict
 
 import pytest
@@ -17,7 +15,7 @@ from controller.config import load_campaign
 from controller.store.study import ATTR_REQUEUED_FROM, CampaignStudy
 from tests.controller.campaigns import write_campaign
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
-from tests.controller.test_workers import TUNE_ONLY, git, start_worker
+from tests.controller.test_workers import TUNE_ONLY, git, run_workers
 
 MAX_TRIALS = 10
 
@@ -56,16 +54,7 @@ def test_two_workers_never_run_one_knob_setting_twice_on_a_parent_and_tier(tmp_p
         handle.write(f"storage = {json.dumps(postgres_url)}\n")
     remote = tmp_path / "remote.git"
     git("init", "-q", "--bare", str(remote))
-    logs = {name: tmp_path / f"{name}.log" for name in ("w0", "w1")}
-    workers = {name: start_worker(toml, postgres_url, remote, name, log) for name, log in logs.items()}
-    try:
-        for name, proc in workers.items():
-            assert proc.wait(timeout=180) == 0, logs[name].read_text()[-3000:]
-    finally:
-        for proc in workers.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    run_workers(toml, postgres_url, remote, tmp_path, ("w0", "w1"), timeout=180)
 
     records = CampaignStudy.from_config(load_campaign(toml)).trials()
     tuned = [r for r in records if r.user_attrs.get("operation") == "tune" and r.state == "COMPLETE"]
