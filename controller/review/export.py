@@ -112,15 +112,15 @@ def _seed_results(campaign: Campaign, candidate: Candidate, dest: Path) -> list[
     runs = [campaign.record(candidate.trial), *campaign.confirm_runs(candidate.trial)]
     results = []
     for record in runs:
-        attrs = record.user_attrs
-        bpb, loss = attrs.get("val_bpb"), attrs.get("val_loss")
+        attrs = record.attrs
+        bpb, loss = attrs.val_bpb, attrs.val_loss
         if record.trial_state is not TrialState.COMPLETE or not _finite(bpb) or not _finite(loss):
             continue
-        seed = attrs.get("seed")
+        seed = attrs.seed
         log_name = _copy_log(
             campaign.run_dir / "trials" / str(record.number) / "run", dest, seed, record.number
         )
-        cand = attrs.get("candidate") or {}
+        cand = attrs.candidate or {}
         results.append(
             SeedResult(
                 seed=seed,
@@ -219,7 +219,7 @@ def readme(campaign: Campaign, candidate: Candidate, submission: Submission) -> 
         )
     lines += ["", "## How this program came about", ""]
     for step in campaign.lineage(candidate):
-        attrs = campaign.record(step.trial).user_attrs
+        attrs = campaign.record(step.trial).attrs
         bpb = f"{step.val_bpb:.4f} bpb" if step.val_bpb is not None else str(step.status)
         parent = campaign.archive.get(step.parent_trial) if step.parent_trial in campaign.archive else None
         delta = (
@@ -230,7 +230,7 @@ def readme(campaign: Campaign, candidate: Candidate, submission: Submission) -> 
         lines.append(f"### Trial {step.trial} ({step.operation}): {step.hypothesis or 'no hypothesis'}")
         lines.append("")
         lines.append(f"Result: {bpb}{delta}.")
-        rationale = str(attrs.get("rationale", "")).strip()
+        rationale = attrs.rationale.strip()
         if rationale:
             lines += ["", rationale]
         lines.append("")

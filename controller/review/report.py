@@ -224,12 +224,12 @@ def operation_table(campaign: Campaign) -> str:
     rows: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     archive = campaign.archive
     for t in campaign.trials:
-        op = str(t.user_attrs.get("operation", "?"))
+        op = str(t.attrs.operation or "?")
         row = rows[op]
         row["trials"] += 1
         row["scored"] += t.trial_state is TrialState.COMPLETE
         row["failed"] += t.trial_state in (TrialState.FAIL, TrialState.PRUNED)
-        row["cost"] += float(t.user_attrs.get("cost_usd") or 0.0)
+        row["cost"] += t.attrs.cost_usd or 0.0
         row["seconds"] += (t.completed - t.started).total_seconds() if t.completed and t.started else 0.0
         if t.number in archive and archive.get(t.number).parent_trial in archive:
             mine, parent = archive.get(t.number), archive.get(archive.get(t.number).parent_trial)  # type: ignore[arg-type]
@@ -251,7 +251,7 @@ def operation_table(campaign: Campaign) -> str:
 
 def spend_summary(campaign: Campaign) -> str:
     llm = llm_spend(campaign.run_dir)
-    tokens = sum(int(t.user_attrs.get("tokens") or 0) for t in campaign.trials)
+    tokens = sum(t.attrs.tokens for t in campaign.trials)
     seconds = sum(
         (t.completed - t.started).total_seconds() for t in campaign.trials if t.completed and t.started
     )

@@ -23,17 +23,11 @@ from pydantic import BaseModel, ConfigDict
 
 from controller.config import CampaignConfig
 from controller.errors import ControllerError
-from controller.search.requests import ATTR_REQUEST_ID, Request, pending
-from controller.store.archive import Archive, Candidate
+from controller.search.requests import Request, pending
+from controller.store.archive import Archive, Candidate, Operation
 from controller.store.gitstore import GitStore
-from controller.store.records import ATTR_CONFIRM_OF, rebuild_archive
-from controller.store.study import (
-    ATTR_GAVE_UP,
-    ATTR_REQUEUED_FROM,
-    CampaignStudy,
-    TrialRecord,
-    budget_trials,
-)
+from controller.store.records import rebuild_archive
+from controller.store.study import CampaignStudy, TrialRecord, budget_trials
 
 LOG_TAIL_LINES = 40
 
@@ -102,7 +96,7 @@ class Campaign:
 
     def confirm_runs(self, trial: int) -> list[TrialRecord]:
         """The extra-seed trials of candidate ``trial``."""
-        return [r for r in self.trials if r.user_attrs.get(ATTR_CONFIRM_OF) == trial]
+        return [r for r in self.trials if r.attrs.confirm_of == trial]
 
 
 def std_or_none(values: tuple[float, ...] | list[float]) -> float | None:
@@ -241,7 +235,7 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
         campaign=campaign.config.campaign.name,
         run_dir=campaign.run_dir,
         trials_by_state=dict(Counter(t.state for t in trials)),
-        trials_by_operation=dict(Counter(str(t.user_attrs.get("operation", "?")) for t in trials)),
+        trials_by_operation=dict(Counter(str(t.attrs.operation or "?") for t in trials)),
         best_of_record=leaderboard_row(campaign, incumbent, 0) if incumbent else None,
         best_seen=leaderboard_row(campaign, best, 1) if best else None,
         trials_used=len(budget_trials(trials)),
@@ -252,18 +246,16 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
         last_completed=max(completed) if completed else None,
         pending_requests=pending(campaign.run_dir, trials),
         waiting_requeues=sum(1 for t in trials if t.trial_state is TrialState.WAITING),
-        reruns=sum(1 for t in trials if ATTR_REQUEUED_FROM in t.user_attrs),
-        reruns_given_up=sum(
-            1 for t in trials if t.trial_state is TrialState.FAIL and t.user_attrs.get(ATTR_GAVE_UP)
-        ),
+        reruns=sum(1 for t in trials if t.attrs.requeued_from is not None),
+        reruns_given_up=sum(1 for t in trials if t.trial_state is TrialState.FAIL and t.attrs.gave_up),
         max_reruns=campaign.config.study.max_reruns,
         running=[
             RunningTrial(
                 trial=t.number,
-                operation=str(t.user_attrs.get("operation", "")),
-                tier=str(t.user_attrs.get("tier", "")),
+                operation=str(t.attrs.operation or ""),
+                tier=t.attrs.tier,
                 started=t.started,
-                hypothesis=str(t.user_attrs.get("hypothesis", "")),
+                hypothesis=t.attrs.hypothesis,
             )
             for t in trials
             if t.trial_state is TrialState.RUNNING
@@ -354,13 +346,14 @@ class TrialDetail(BaseModel):
 def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_LINES) -> TrialDetail:
     """Everything known about trial ``number``. Raises :class:`ControllerError` when there is no such trial."""
     record = campaign.record(number)
-    attrs = record.user_attrs
+    attrs = record.attrs
     candidate = campaign.archive.get(number) if number in campaign.archive else None
-    parent_trial = attrs.get("parent_trial")
-    parent_commit = attrs.get("parent_commit")
+    parent_trial = attrs.parent_trial
+    parent_commit = attrs.parent_commit
     lineage = campaign.lineage(candidate) if candidate else []
     result = campaign.note(candidate).get("result", {}) if candidate else {}
-    run_result = result if attrs.get("operation") != "confirm" and result else _run_result(campaign, number)
+    confirm = attrs.operation is Operation.CONFIRM
+    run_result = result if not confirm and result else _run_result(campaign, number)
     if candidate is not None and candidate.parent_trial is not None and parent_commit:
         diff = campaign.store.diff(parent_commit, candidate.commit)
     else:
@@ -368,18 +361,18 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
     return TrialDetail(
         trial=number,
         state=record.state,
-        operation=str(attrs.get("operation", "")),
-        tier=str(attrs.get("tier", "")),
-        status=str(attrs.get("status", record.state.lower())),
-        status_reason=str(attrs.get("status_reason", "")),
-        hypothesis=str(attrs.get("hypothesis", "")),
-        rationale=str(attrs.get("rationale", "")),
-        proposer=str(attrs.get("proposer", "")),
-        request_id=attrs.get(ATTR_REQUEST_ID),
+        operation=str(attrs.operation or ""),
+        tier=attrs.tier,
+        status=str(attrs.status or record.state.lower()),
+        status_reason=attrs.status_reason,
+        hypothesis=attrs.hypothesis,
+        rationale=attrs.rationale,
+        proposer=attrs.proposer,
+        request_id=attrs.request_id,
         parent_trial=parent_trial,
         commit=candidate.commit if candidate else None,
         lineage=[(c.trial, c.hypothesis, c.val_bpb) for c in lineage],
-        val_bpb=candidate.val_bpb if candidate else attrs.get("val_bpb"),
+        val_bpb=candidate.val_bpb if candidate else attrs.val_bpb,
         val_bpb_std=std_or_none(candidate.seed_bpbs) if candidate else None,
         seed_bpbs=list(candidate.seed_bpbs) if candidate else [],
         artifact_bytes=candidate.artifact_bytes if candidate else None,
@@ -390,8 +383,8 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
         suspicious=candidate.suspicious if candidate else "",
         failed_check=str(run_result.get("failed_check") or "") or None,
         integrity=[probe_summary(probe) for probe in run_result.get("probes", [])],
-        knob_values={k: str(v) for k, v in (attrs.get("knob_values") or {}).items()},
-        cost_usd=attrs.get("cost_usd"),
+        knob_values={k: str(v) for k, v in (attrs.knob_values or {}).items()},
+        cost_usd=attrs.cost_usd,
         diff=diff,
         log_tail=log_tail(campaign.run_dir, number, log_lines),
     )

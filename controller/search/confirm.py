@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
 
 from controller.config import CampaignConfig
 from controller.search.stats import welch_one_sided
 from controller.search.trial import BASE_SEED, TrialPlan
 from controller.store.archive import Archive, Candidate, Operation
-from controller.store.records import ATTR_DISCREDITS, ATTR_VERIFIES, discredited, with_verified
+from controller.store.records import discredited, with_verified
+from controller.store.trial_attrs import Discredit, TrialAttrs
 from sandbox import RunResult, RunStatus
 
 
@@ -134,7 +134,7 @@ class ConfirmBook:
 
 def judge_integrity(
     archive: Archive, number: int, source: Candidate, record: Candidate | None, result: RunResult
-) -> dict[str, Any]:
+) -> TrialAttrs:
     """A confirm run carries the full integrity probe. Passing it verifies the program (a candidate held
     as suspicious becomes eligible); failing an integrity check discredits it, and its record on the
     confirm tier, for good. Updates ``archive``; returns the attributes that record this on the trial."""
@@ -142,10 +142,10 @@ def judge_integrity(
     if result.verified:
         for trial in programs:
             archive.add(with_verified(archive.get(trial)))
-        return {ATTR_VERIFIES: source.trial}
+        return TrialAttrs(verifies=source.trial)
     if result.status is RunStatus.INVALID and result.failed_check is not None:
         reason = f"trial {number} (a confirm run) failed: {result.reason}"
         for trial in programs:
             archive.add(discredited(archive.get(trial), reason))
-        return {ATTR_DISCREDITS: {"trials": programs, "reason": reason}}
-    return {}
+        return TrialAttrs(discredits=Discredit(trials=tuple(programs), reason=reason))
+    return TrialAttrs()

@@ -43,7 +43,8 @@ from controller.search.trial import (
 from controller.search.workspace import Workspace
 from controller.store.archive import Operation
 from controller.store.records import rebuild_archive
-from controller.store.study import ATTR_GAVE_UP, ATTR_REQUEUED_FROM, TrialHandle, budget_trials
+from controller.store.study import TrialHandle, budget_trials
+from controller.store.trial_attrs import TrialAttrs
 from sandbox import GpuPool
 
 __all__ = ["Controller", "LoopStats", "Peers"]
@@ -117,8 +118,8 @@ class Controller:
             tell_from_note(self.ws, number, commit, self.state.explore)
         recovered = study.recover_stale(lambda number: False)
         trials = study.trials()
-        rerun = {t.user_attrs.get(ATTR_REQUEUED_FROM) for t in trials}
-        given_up = [t.number for t in trials if t.number in recovered and t.user_attrs.get(ATTR_GAVE_UP)]
+        rerun = {t.attrs.requeued_from for t in trials}
+        given_up = [t.number for t in trials if t.number in recovered and t.attrs.gave_up]
         if requeued := [n for n in recovered if n in rerun]:
             self.say(f"resume: trials {requeued} were interrupted; re-queued")
         if given_up:
@@ -242,12 +243,12 @@ class Controller:
             if plan.requeued is not None:
                 handle = plan.requeued
             else:
-                attrs: dict[str, object] = {"hypothesis": plan.hypothesis, "seed": plan.seed}
+                attrs = TrialAttrs(hypothesis=plan.hypothesis, seed=plan.seed)
                 if plan.request is not None:
-                    attrs.update(request_attrs(plan.request))
+                    attrs = attrs.merged(request_attrs(plan.request))
                 if plan.proposal is not None:
                     usage = plan.proposal.usage
-                    attrs.update(
+                    attrs = attrs.updated(
                         rationale=plan.proposal.rationale,
                         proposer=plan.proposal.proposer,
                         tokens=usage.prompt_tokens + usage.completion_tokens,

@@ -23,6 +23,7 @@ from controller.search.requests import Request, RequestKind, pending, request_at
 from controller.search.state import SearchState
 from controller.search.trial import BASE_SEED, TrialPlan, knob_overrides, write_trial_log
 from controller.store.archive import Candidate, Operation
+from controller.store.trial_attrs import TrialAttrs
 from sandbox import preflight
 from sandbox.knobs import Knob, parse_knob_table
 
@@ -189,18 +190,18 @@ class Planner:
     ) -> None:
         """A proposal that never became a program is still a trial: a FAIL with the reason."""
         with self.state.lock:
-            attrs = request_attrs(request) if request is not None else {}
+            attrs = request_attrs(request) if request is not None else TrialAttrs()
             handle = self.ws.study.ask(
                 parent, [], {}, tier=self.state.explore, operation=operation, attrs=attrs
             )
             self.ws.study.fail(
                 handle,
                 f"gave up: {give_up.reason}",
-                {
-                    "turns": give_up.turns,
-                    "cost_usd": give_up.usage.cost_usd,
-                    "tokens": give_up.usage.prompt_tokens + give_up.usage.completion_tokens,
-                },
+                TrialAttrs(
+                    turns=give_up.turns,
+                    cost_usd=give_up.usage.cost_usd,
+                    tokens=give_up.usage.prompt_tokens + give_up.usage.completion_tokens,
+                ),
             )
             write_trial_log(
                 self.ws,

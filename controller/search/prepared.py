@@ -19,7 +19,7 @@ from controller.search.requests import Request
 from controller.search.trial import TrialPlan
 from controller.search.workspace import Workspace
 from controller.store.archive import Archive, Operation
-from controller.store.study import ATTR_ORIGINAL_TRIAL, TrialHandle
+from controller.store.study import TrialHandle
 
 PREPARED_FILE = "prepared.jsonl"
 
@@ -88,14 +88,15 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
     ``trials/<original>/program``) on the same parent, or the parent's own code and knobs when the
     program is gone."""
     parent = archive.get(handle.parent_trial) if handle.parent_trial in archive else None
-    program = ws.trial_dir(handle.attrs.get(ATTR_ORIGINAL_TRIAL, handle.requeued_from)) / "program" / ws.entry
+    original = handle.attrs.original_trial
+    program = ws.trial_dir(original if original is not None else handle.requeued_from) / "program" / ws.entry
     files = {ws.entry: program.read_text()} if program.exists() else {}
     proposal = (
         Proposal(
-            hypothesis=str(handle.attrs.get("hypothesis", "")),
-            rationale=str(handle.attrs.get("rationale", "")),
+            hypothesis=handle.attrs.hypothesis,
+            rationale=handle.attrs.rationale,
             files=files,
-            scoring_change=str(handle.attrs.get("scoring_change", "")),
+            scoring_change=handle.attrs.scoring_change,
         )
         if files and parent
         else None

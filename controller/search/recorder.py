@@ -19,13 +19,7 @@ from controller.search.trial import (
     tell_study,
 )
 from controller.store.archive import Operation
-from controller.store.records import (
-    ATTR_DISCREDITS,
-    ATTR_PROMOTED,
-    ATTR_PROMOTES,
-    with_confirmed,
-    with_extra_seed,
-)
+from controller.store.records import with_confirmed, with_extra_seed
 from controller.store.study import TrialHandle
 from sandbox import RunResult, RunStatus, StopRequest
 
@@ -48,9 +42,8 @@ class Recorder:
                 return
             candidate = record_candidate(ws, plan, handle, result, changed)
             attrs = candidate_attr(candidate)
-            attrs["candidate_commit"] = candidate.commit
             if plan.operation is Operation.SEED and plan.request is None:
-                attrs[ATTR_PROMOTED] = True  # the campaign's seed program is the first parent of record
+                attrs = attrs.updated(promoted=True)  # the campaign's seed program: first parent of record
                 candidate = with_confirmed(candidate)
             ws.study.set_note(
                 handle,
@@ -71,8 +64,8 @@ class Recorder:
         record = state.confirms.record_for(state.archive, source)
         attrs = confirm_attrs(record, plan.seed)
         verdict = judge_integrity(state.archive, handle.number, source, record, result)
-        attrs.update(verdict)
-        if ATTR_DISCREDITS in verdict:
+        attrs = attrs.merged(verdict)
+        if verdict.discredits is not None:
             state.say(f"trial {handle.number}: trial {source.trial} is discredited: {result.reason[:200]}")
         record = state.confirms.record_for(state.archive, source)
         if result.status is RunStatus.OK and result.val_bpb is not None and result.val_loss is not None:
@@ -80,14 +73,14 @@ class Recorder:
                 record = record_candidate(ws, plan, handle, result, {})
                 if source.confirmed and source.operation is Operation.SEED:
                     record = with_confirmed(record)
-                    attrs[ATTR_PROMOTED] = True
-                attrs.update(candidate_attr(record))
+                    attrs = attrs.updated(promoted=True)
+                attrs = attrs.merged(candidate_attr(record))
             else:
                 note_extra_seed(ws, record, handle.number, plan.seed, result)
                 record = with_extra_seed(record, result.val_bpb, result.val_loss)
             state.archive.add(record)
         for winner, verdict in state.confirms.judge(state.archive):
-            attrs[ATTR_PROMOTES] = winner.trial
+            attrs = attrs.updated(promotes=winner.trial)
             state.archive.add(with_confirmed(winner))
             state.say(f"trial {handle.number}: {verdict}")
         tell_study(ws, handle, plan.tier_name, result, attrs)

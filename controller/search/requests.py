@@ -31,15 +31,14 @@ from optuna.trial import TrialState
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from controller.errors import ControllerError
-from controller.store.study import ATTR_ORIGINAL_TRIAL, TrialRecord
+from controller.store.study import TrialRecord
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.knobs import KnobTableError, parse_knob_table
 
 log = logging.getLogger(__name__)
 
 REQUESTS_FILE = "requests.jsonl"
 SEEDS_DIR = "seeds"
-ATTR_REQUEST_ID = "request_id"  # on every trial made for a request
-ATTR_HYPOTHESIS_ID = "hypothesis_id"  # also on trials implementing a queued hypothesis
 
 
 class RequestError(ControllerError):
@@ -100,12 +99,11 @@ def requests_path(run_dir: Path) -> Path:
     return Path(run_dir) / REQUESTS_FILE
 
 
-def request_attrs(request: Request) -> dict[str, str]:
-    """The user attributes a trial made for ``request`` must carry (pass them to ``study.ask``)."""
-    attrs = {ATTR_REQUEST_ID: request.id}
+def request_attrs(request: Request) -> TrialAttrs:
+    """The attributes a trial made for ``request`` must carry (pass them to ``study.ask``)."""
     if request.kind is RequestKind.HYPOTHESIS:
-        attrs[ATTR_HYPOTHESIS_ID] = request.id
-    return attrs
+        return TrialAttrs(request_id=request.id, hypothesis_id=request.id)
+    return TrialAttrs(request_id=request.id)
 
 
 # ---------------------------------------------------------------------- adding
@@ -231,9 +229,10 @@ def trials_of(request_id: str, trials: Iterable[TrialRecord]) -> list[TrialRecor
     """
     latest: dict[int, TrialRecord] = {}
     for record in trials:
-        if record.user_attrs.get(ATTR_REQUEST_ID) != request_id:
+        if record.attrs.request_id != request_id:
             continue
-        key = int(record.user_attrs.get(ATTR_ORIGINAL_TRIAL, record.number))
+        original = record.attrs.original_trial
+        key = original if original is not None else record.number
         if key not in latest or record.number > latest[key].number:
             latest[key] = record
     return sorted(latest.values(), key=lambda r: r.number)
@@ -256,11 +255,11 @@ def outcome_of(request: Request, trials: Iterable[TrialRecord]) -> str:
         return "queued"
     parts = []
     for record in made:
-        bpb = record.user_attrs.get("val_bpb")
-        if record.trial_state is TrialState.COMPLETE and isinstance(bpb, int | float) and math.isfinite(bpb):
+        bpb = record.attrs.val_bpb
+        if record.trial_state is TrialState.COMPLETE and bpb is not None and math.isfinite(bpb):
             parts.append(f"trial {record.number}: {bpb:.4f} bpb")
         else:
-            reason = str(record.user_attrs.get("status_reason", "")).splitlines()[:1]
+            reason = record.attrs.status_reason.splitlines()[:1]
             parts.append(
                 f"trial {record.number}: {record.state.lower()}"
                 + (f" ({reason[0][:60]})" if reason and reason[0] else "")

@@ -24,15 +24,9 @@ from controller.search.inflight import Reservation
 from controller.search.requests import Request
 from controller.search.workspace import Workspace
 from controller.store.archive import Archive, Candidate, Operation
-from controller.store.records import (
-    ATTR_CANDIDATE,
-    ATTR_CONFIRM_OF,
-    ATTR_PROMOTED,
-    candidate_attrs,
-    candidate_from_result,
-    result_note,
-)
+from controller.store.records import candidate_attrs, candidate_from_result, result_note
 from controller.store.study import TrialHandle, limit_constraints
+from controller.store.trial_attrs import TrialAttrs
 from sandbox import RunResult, RunSpec, RunStatus, StopRequest
 from sandbox import run as sandbox_run
 from sandbox.knobs import Knob, KnobValue, parse_knob_table, rewrite_knob_defaults
@@ -249,10 +243,10 @@ def record_candidate(
 
 
 def tell_study(
-    ws: Workspace, handle: TrialHandle, tier_name: str, result: RunResult, attrs: dict[str, Any]
+    ws: Workspace, handle: TrialHandle, tier_name: str, result: RunResult, attrs: TrialAttrs
 ) -> None:
     """Finish the study trial to match the result: complete (scored), pruned or failed."""
-    attrs = {**attrs, "status": str(result.status), "status_reason": result.reason}
+    attrs = attrs.updated(status=result.status, status_reason=result.reason)
     if result.val_bpb is not None and result.status in (RunStatus.OK, RunStatus.OVER_SIZE):
         bytes_total = result.artifact.total if result.artifact else 0
         constraints = limit_constraints(
@@ -262,7 +256,7 @@ def tell_study(
             handle,
             result.val_bpb,
             constraints,
-            {**attrs, "val_loss": result.val_loss, "val_bpb": result.val_bpb},
+            attrs.updated(val_loss=result.val_loss, val_bpb=result.val_bpb),
         )
     elif result.status is RunStatus.PRUNED and result.stopped_by is not StopRequest.USER:
         ws.study.set_attrs(handle, attrs)
@@ -271,16 +265,15 @@ def tell_study(
         ws.study.fail(handle, result.reason or str(result.status), attrs)
 
 
-def confirm_attrs(record: Candidate | None, seed: int) -> dict[str, Any]:
+def confirm_attrs(record: Candidate | None, seed: int) -> TrialAttrs:
     """Attributes of a confirm trial; ``confirm_of`` names the record it adds a seed to, if one exists."""
-    attrs: dict[str, Any] = {"seed": seed}
-    if record is not None:
-        attrs[ATTR_CONFIRM_OF] = record.trial
-    return attrs
+    if record is None:
+        return TrialAttrs(seed=seed)
+    return TrialAttrs(seed=seed, confirm_of=record.trial)
 
 
-def candidate_attr(candidate: Candidate) -> dict[str, Any]:
-    return {ATTR_CANDIDATE: candidate_attrs(candidate)}
+def candidate_attr(candidate: Candidate) -> TrialAttrs:
+    return TrialAttrs(candidate=candidate_attrs(candidate), candidate_commit=candidate.commit)
 
 
 def write_trial_log(ws: Workspace, number: int, lines: list[str]) -> None:
@@ -304,21 +297,21 @@ def note_extra_seed(ws: Workspace, record: Candidate, number: int, seed: int, re
 def tell_from_note(ws: Workspace, number: int, commit: str, default_tier: str) -> None:
     """Finish a RUNNING trial whose commit and note the git store already holds (the controller died
     between recording and telling): the note has the full result, so nothing is run again."""
-    attrs = ws.study.trial(number).user_attrs
+    attrs = ws.study.trial(number).attrs
     note = json.loads(ws.store.read_note(commit) or "{}")
     result = RunResult.model_validate(note["result"])
-    tier_name = attrs.get("tier") or default_tier
+    tier_name = attrs.tier or default_tier
     candidate = candidate_from_result(
         trial=number,
         commit=commit,
-        parent_trial=attrs.get("parent_trial"),
+        parent_trial=attrs.parent_trial,
         tier=tier_name,
-        operation=Operation(attrs.get("operation") or Operation.MUTATE),
-        hypothesis=attrs.get("hypothesis", ""),
+        operation=attrs.operation or Operation.MUTATE,
+        hypothesis=attrs.hypothesis,
         result=result,
-        knob_values=attrs.get("knob_values", {}),
+        knob_values=attrs.knob_values or {},
     )
-    told = {**candidate_attr(candidate), "candidate_commit": commit}
-    if candidate.operation is Operation.SEED and "request_id" not in attrs:
-        told[ATTR_PROMOTED] = True  # as controller.search.loop records the campaign's own seed
+    told = candidate_attr(candidate)
+    if candidate.operation is Operation.SEED and attrs.request_id is None:
+        told = told.updated(promoted=True)  # as the recorder marks the campaign's own seed
     tell_study(ws, ws.study.handle_for_running(number), tier_name, result, told)

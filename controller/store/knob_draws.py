@@ -36,9 +36,9 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from controller.errors import StudyError
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.knobs import Knob, KnobValue
 
-ATTR_SETTING = "knob_setting"  # the (parent, tier, knob values) a sampled trial runs, as one string
 SAMPLER_DRAWS = 4  # draws from the sampler before perturbing the last one
 _PERTURB_FRACTION = 0.05  # of a float knob's range (its log range for a log-scale knob)
 
@@ -90,12 +90,12 @@ def held_settings(trials: Sequence[FrozenTrial], number: int) -> set[str]:
     Trials asked before settings were keyed have theirs rebuilt from their attributes."""
     held = set()
     for trial in trials:
-        attrs = trial.user_attrs
         if trial.number == number:
             continue
-        key = attrs.get(ATTR_SETTING)
-        if key is None and attrs.get("search_space") and "knob_values" in attrs:
-            key = setting_key(attrs.get("parent_trial"), str(attrs.get("tier")), attrs["knob_values"])
+        attrs = TrialAttrs.read(trial.user_attrs, trial=trial.number)
+        key = attrs.knob_setting
+        if key is None and attrs.search_space and attrs.knob_values is not None:
+            key = setting_key(attrs.parent_trial, attrs.tier, attrs.knob_values)
         if key:
             held.add(key)
     return held
@@ -127,15 +127,15 @@ def fix_new_setting(
     def is_new(key: str) -> bool:
         if key in held:
             return False
-        trial.set_user_attr(ATTR_SETTING, key)
+        TrialAttrs(knob_setting=key).write_to(trial)
         held.update(held_settings(study.get_trials(deepcopy=False), trial.number))
         return key not in held
 
     chosen = draw_setting(study, frozen, sampled, key_of, is_new)
     if chosen is None:
-        trial.set_user_attr(ATTR_SETTING, None)  # it holds no setting: it never runs
         reason = f"every knob setting drawn repeats a {tier} trial of the study on this parent"
-        trial.set_user_attr("status_reason", reason)
+        # It holds no setting: it never runs.
+        TrialAttrs(knob_setting=None, status_reason=reason).write_to(trial)
         study.tell(trial, state=TrialState.FAIL)
         raise StudyError(
             f"trial {trial.number} not started on parent {parent_trial}: {reason}",

@@ -1,8 +1,9 @@
 """How a trial's outcome is written down, and how the archive is rebuilt from what was written.
 
-The study is the index (one trial per attempt, its state and value); each trial's user attribute
-``candidate`` holds the :class:`~controller.store.archive.Candidate` fields, and ``confirm_of`` marks a confirm
-run that adds a seed to an earlier candidate. The git store holds the programs and the full
+The study is the index (one trial per attempt, its state and value); each trial's
+:class:`~controller.store.trial_attrs.TrialAttrs` ``candidate`` holds the
+:class:`~controller.store.archive.Candidate` fields, and ``confirm_of`` marks a confirm run that adds
+a seed to an earlier candidate. The git store holds the programs and the full
 RunResults as notes. Rebuilding the archive reads only the study, so it is one query on resume.
 """
 
@@ -19,14 +20,6 @@ from pydantic import TypeAdapter
 from controller.store.archive import Archive, Candidate, Operation
 from controller.store.study import TrialRecord
 from sandbox.spec import RunResult, RunStatus
-
-ATTR_CANDIDATE = "candidate"
-ATTR_CONFIRM_OF = "confirm_of"
-ATTR_PROMOTED = "promoted"  # the seed program's own trial: it is the first parent of record
-ATTR_PROMOTES = "promotes"  # on a confirm trial whose Welch test made this trial a parent of record
-ATTR_VERIFIES = "verifies"  # on a confirm trial that passed the full integrity probe for this trial
-ATTR_DISCREDITS = "discredits"  # on a confirm trial that failed an integrity check: {trials, reason}
-
 
 # Set from the promotion marks when the archive is rebuilt, never stored with the candidate.
 _DERIVED = {"confirmed"}
@@ -110,27 +103,25 @@ def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
     for record in sorted(trials, key=lambda r: r.number):
         if not record.trial_state.is_finished():
             continue
-        attrs = record.user_attrs
-        target = attrs.get(ATTR_CONFIRM_OF)
+        attrs = record.attrs
+        target = attrs.confirm_of
         if target is not None:
-            if target in archive and record.trial_state is TrialState.COMPLETE and "val_loss" in attrs:
-                extra = (float(attrs["val_bpb"]), float(attrs["val_loss"]))
-                archive.add(with_extra_seed(archive.get(target), *extra))
-        elif ATTR_CANDIDATE in attrs:
-            confirmed = bool(attrs.get(ATTR_PROMOTED))
-            archive.add(candidate_from_attrs(attrs[ATTR_CANDIDATE], confirmed=confirmed))
-        verifies = attrs.get(ATTR_VERIFIES)
+            bpb, loss = attrs.val_bpb, attrs.val_loss
+            told = record.trial_state is TrialState.COMPLETE and bpb is not None and loss is not None
+            if told and target in archive:
+                archive.add(with_extra_seed(archive.get(target), bpb, loss))
+        elif attrs.candidate is not None:
+            archive.add(candidate_from_attrs(attrs.candidate, confirmed=attrs.promoted))
+        verifies = attrs.verifies
         if verifies is not None and verifies in archive:
             archive.add(with_verified(archive.get(verifies)))
-            record = attrs.get(ATTR_CONFIRM_OF)
-            if record is not None and record in archive:
-                archive.add(with_verified(archive.get(record)))
-        discredit = attrs.get(ATTR_DISCREDITS)
-        if isinstance(discredit, dict):
-            for trial in discredit.get("trials", []):
+            if target is not None and target in archive:
+                archive.add(with_verified(archive.get(target)))
+        if attrs.discredits is not None:
+            for trial in attrs.discredits.trials:
                 if trial in archive:
-                    archive.add(discredited(archive.get(trial), str(discredit.get("reason", ""))))
-        promotes = attrs.get(ATTR_PROMOTES)
+                    archive.add(discredited(archive.get(trial), attrs.discredits.reason))
+        promotes = attrs.promotes
         if promotes is not None and promotes in archive:
             archive.add(with_confirmed(archive.get(promotes)))
     return archive

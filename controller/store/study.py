@@ -13,9 +13,9 @@ trial and refuses every later one, so of several workers recovering the same tri
 re-queues it. A trial's run may be lost ``max_reruns + 1`` times; then it is failed and not re-run
 (as Optuna's ``RetryFailedTrialCallback(max_retry)`` caps retries).
 
-User attributes on every trial: ``tier``, ``operation``, ``parent_trial``, ``parent_commit``,
-``knob_values`` (everything the run used), ``search_space``; the caller adds the rest (candidate
-commit, hypothesis, tokens, cost, ``status_reason``, ``note_markdown`` for optuna-dashboard).
+What a trial records beside its state is one :class:`~controller.store.trial_attrs.TrialAttrs`:
+``ask`` sets what the trial runs (tier, operation, parent, knob values, search space); the caller
+adds the rest (candidate, hypothesis, tokens, cost, status reason, the optuna-dashboard note).
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Self
 
 import optuna
@@ -40,14 +39,11 @@ from optuna.trial import FrozenTrial, TrialState
 from controller.errors import StudyError
 from controller.store import knob_draws
 from controller.store.archive import Candidate, Operation
+from controller.store.storage import open_storage
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.knobs import Knob, KnobValue
 from sandbox.spec import Limits
 
-ATTR_REQUEUED_FROM = "requeued_from"  # on a re-run: the trial it replaces
-ATTR_ORIGINAL_TRIAL = "original_trial"  # on a re-run: the first trial of its chain
-ATTR_LOST_RUNS = "lost_runs"  # how many attempts of this experiment lost their run
-ATTR_GAVE_UP = "gave_up"  # on a trial not re-run because its runs were lost too often
-ATTR_NEVER_RAN = "never_ran"  # on a trial whose process died while asking it
 _OPEN_ATTEMPTS = 5
 
 
@@ -65,7 +61,7 @@ class TrialHandle:
     parent_trial: int | None
     knob_values: Mapping[str, KnobValue]
     requeued_from: int | None = None
-    attrs: Mapping[str, Any] = field(default_factory=dict)
+    attrs: TrialAttrs = field(default_factory=TrialAttrs)
     _trial: optuna.Trial | None = field(default=None, repr=False, compare=False)
 
 
@@ -77,7 +73,7 @@ class TrialRecord:
     state: str  # the TrialState's name, for display and JSON; compare with trial_state
     value: float | None
     params: Mapping[str, Any]
-    user_attrs: Mapping[str, Any]
+    attrs: TrialAttrs
     intermediate_values: Mapping[int, float]
     constraints: Mapping[str, float]
     started: datetime | None
@@ -97,8 +93,8 @@ def budget_trials(records: Sequence[TrialRecord]) -> list[TrialRecord]:
     by a re-run (its run was lost, or it was set aside unstarted) is not counted; the re-run is, from
     the moment it is queued, so a worker's death does not use up the budget. Nor is a trial whose
     process died while asking it (it never ran)."""
-    replaced = {r.user_attrs.get(ATTR_REQUEUED_FROM) for r in records}
-    return [r for r in records if r.number not in replaced and not r.user_attrs.get(ATTR_NEVER_RAN)]
+    replaced = {r.attrs.requeued_from for r in records}
+    return [r for r in records if r.number not in replaced and not r.attrs.never_ran]
 
 
 class TierMedianPruner(BasePruner):
@@ -118,11 +114,11 @@ class TierMedianPruner(BasePruner):
         step = trial.last_step
         if step is None or step < self.n_warmup_steps:
             return False
-        tier = trial.user_attrs.get("tier")
+        tier = TrialAttrs.read(trial.user_attrs, trial=trial.number).tier
         earlier = [
             t
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("tier") == tier
+            if TrialAttrs.read(t.user_attrs, trial=t.number).tier == tier
         ]
         if len(earlier) < max(self.n_startup_trials, 1):
             return False
@@ -197,7 +193,7 @@ class CampaignStudy:
         # the losers' errors (duplicate table, duplicate study) clear up once the winner is done.
         for attempt in range(_OPEN_ATTEMPTS):
             try:
-                self._storage = _open_storage(storage_url)
+                self._storage = open_storage(storage_url)
                 self._study = optuna.create_study(
                     storage=self._storage,
                     study_name=name,
@@ -245,7 +241,7 @@ class CampaignStudy:
         *,
         tier: str,
         operation: Operation | str,
-        attrs: Mapping[str, Any] | None = None,
+        attrs: TrialAttrs | None = None,
     ) -> TrialHandle:
         """Start a trial on ``parent`` (``None`` for the seed): sample every searchable knob of
         ``knobs`` not in ``fixed``; the rest take ``fixed`` or their defaults.
@@ -255,7 +251,7 @@ class CampaignStudy:
         Check :meth:`waiting_requeues` before preparing a new candidate to avoid wasted work.
         """
         trial = self._study.ask()
-        if ATTR_REQUEUED_FROM in trial.user_attrs:
+        if TrialAttrs.read(trial.user_attrs, trial=trial.number).requeued_from is not None:
             return self._requeued_handle(trial)
         fixed = dict(fixed or {})
         parent_trial = parent.trial if parent else None
@@ -272,23 +268,23 @@ class CampaignStudy:
             for k in sampled:
                 values[k.knob.name] = knob_draws.suggest(trial, k.param, k.dist)  # the value drawn
                 space[k.knob.name] = [k.param, distribution_to_json(k.dist)]
-        base_attrs = {
-            "tier": tier,
-            "operation": str(operation),
-            "parent_trial": parent_trial,
-            "parent_commit": parent.commit if parent else None,
-        }
+        base = TrialAttrs(
+            tier=tier,
+            operation=Operation(operation),
+            parent_trial=parent_trial,
+            parent_commit=parent.commit if parent else None,
+        )
         # knob_values last: recovery reads a trial without them as one whose ask never finished.
-        knob_attrs = {"knob_values": values, "search_space": space}
-        for key, value in {**base_attrs, **(attrs or {}), **knob_attrs}.items():
-            trial.set_user_attr(key, value)
+        knob_attrs = TrialAttrs(knob_values=values, search_space=space)
+        base.merged(attrs or TrialAttrs()).write_to(trial)
+        knob_attrs.write_to(trial)
         return TrialHandle(
             number=trial.number,
             tier=tier,
             operation=str(operation),
             parent_trial=parent_trial,
             knob_values=values,
-            attrs=dict(trial.user_attrs),
+            attrs=TrialAttrs.read(trial.user_attrs, trial=trial.number),
             _trial=trial,
         )
 
@@ -299,7 +295,7 @@ class CampaignStudy:
     def ask_requeued(self) -> TrialHandle | None:
         """Hand out a waiting re-queued trial, or ``None`` when none waits."""
         for waiting in self._study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-            if ATTR_REQUEUED_FROM not in waiting.user_attrs:
+            if TrialAttrs.read(waiting.user_attrs, trial=waiting.number).requeued_from is None:
                 continue
             # As Study.ask pops a waiting trial: the storage moves it to RUNNING for one caller only.
             if self._storage.set_trial_state_values(waiting._trial_id, TrialState.RUNNING):
@@ -307,8 +303,8 @@ class CampaignStudy:
         return None
 
     def _requeued_handle(self, trial: optuna.Trial) -> TrialHandle:
-        attrs = dict(trial.user_attrs)
-        for param, dist_json in attrs.get("search_space", {}).values():
+        attrs = TrialAttrs.read(trial.user_attrs, trial=trial.number)
+        for param, dist_json in attrs.search_space.values():
             knob_draws.suggest(trial, param, json_to_distribution(dist_json))  # the enqueued value
         return _handle_from(trial, attrs)
 
@@ -319,7 +315,8 @@ class CampaignStudy:
         if frozen is None or frozen.state is not TrialState.RUNNING:
             state = frozen.state.name if frozen else "missing"
             raise StudyError(f"trial {number} of study {self.name!r} is {state}, not RUNNING")
-        return _handle_from(optuna.Trial(self._study, frozen._trial_id), dict(frozen.user_attrs))
+        attrs = TrialAttrs.read(frozen.user_attrs, trial=number)
+        return _handle_from(optuna.Trial(self._study, frozen._trial_id), attrs)
 
     # ------------------------------------------------------------------ report and tell
 
@@ -334,15 +331,13 @@ class CampaignStudy:
         trial.report(value, step)
         return trial.should_prune()
 
-    def set_attrs(self, handle: TrialHandle, attrs: Mapping[str, Any]) -> None:
-        trial = _live(handle)
-        for key, value in attrs.items():
-            trial.set_user_attr(key, value)
+    def set_attrs(self, handle: TrialHandle, attrs: TrialAttrs) -> None:
+        attrs.write_to(_live(handle))
 
     def set_note(self, handle: TrialHandle, hypothesis: str, diff: str) -> None:
         """The trial's note for optuna-dashboard, kept as user attribute ``note_markdown``."""
         note = f"### {hypothesis}\n\n```diff\n{diff}\n```\n" if diff else f"### {hypothesis}\n"
-        self.set_attrs(handle, {"note_markdown": note})
+        self.set_attrs(handle, TrialAttrs(note_markdown=note))
         try:  # optuna-dashboard shows its own notes next to each trial; optional dependency
             from optuna_dashboard import save_note
         except ImportError:
@@ -354,12 +349,12 @@ class CampaignStudy:
         handle: TrialHandle,
         value: float,
         constraints: Mapping[str, float],
-        user_attrs: Mapping[str, Any] | None = None,
+        attrs: TrialAttrs | None = None,
     ) -> None:
         """Finish a scored trial with its objective (val_bpb) and constraints (feasible when <= 0,
         see :func:`limit_constraints`). A non-finite value finishes it as failed instead."""
         trial = _live(handle)
-        self.set_attrs(handle, user_attrs or {})
+        self.set_attrs(handle, attrs or TrialAttrs())
         if not math.isfinite(value):
             self.fail(handle, f"objective {value} is not finite")
             return
@@ -369,14 +364,14 @@ class CampaignStudy:
             trial.set_constraint(key, bound)
         self._study.tell(trial, value)
 
-    def fail(self, handle: TrialHandle, reason: str, user_attrs: Mapping[str, Any] | None = None) -> None:
+    def fail(self, handle: TrialHandle, reason: str, attrs: TrialAttrs | None = None) -> None:
         """Finish a trial that produced no score (crash, timeout, preflight failure, ...)."""
-        self.set_attrs(handle, {**(user_attrs or {}), "status_reason": reason})
+        self.set_attrs(handle, (attrs or TrialAttrs()).updated(status_reason=reason))
         self._study.tell(_live(handle), state=TrialState.FAIL)
 
     def prune(self, handle: TrialHandle, reason: str = "pruned") -> None:
         """Finish a trial that :meth:`report` told to stop (its last reported loss is kept)."""
-        self.set_attrs(handle, {"status_reason": reason})
+        self.set_attrs(handle, TrialAttrs(status_reason=reason))
         self._study.tell(_live(handle), state=TrialState.PRUNED)
 
     # ------------------------------------------------------------------ recovery and views
@@ -416,10 +411,11 @@ class CampaignStudy:
 
     def _fail_and_requeue(self, stale: FrozenTrial, reason: str, *, lost: bool) -> bool:
         """Fail ``stale``; when this call's state change won, queue its re-run (within the cap)."""
-        lost_runs = int(stale.user_attrs.get(ATTR_LOST_RUNS, 0)) + int(lost)
+        held = TrialAttrs.read(stale.user_attrs, trial=stale.number)
+        lost_runs = held.lost_runs + int(lost)
         # ask() writes knob_values last: without them the ask never finished, so nothing ran and its
         # plan died with the process; a re-run would run a setting nobody chose.
-        never_ran = "knob_values" not in stale.user_attrs
+        never_ran = held.knob_values is None
         give_up = lost and lost_runs > self.max_reruns
         if never_ran:
             reason += "; not re-run: it died while being asked, before anything ran"
@@ -430,23 +426,24 @@ class CampaignStudy:
         try:
             # The reason goes first: a finished trial takes no attributes. The trial's own process may
             # overwrite it while finishing the trial; then that process's state change wins as well.
-            self._storage.set_trial_user_attr(stale._trial_id, "status_reason", reason)
-            for key, flag in ((ATTR_NEVER_RAN, never_ran), (ATTR_GAVE_UP, give_up and not never_ran)):
-                if flag:
-                    self._storage.set_trial_user_attr(stale._trial_id, key, True)
+            marks = TrialAttrs(status_reason=reason)
+            if never_ran:
+                marks = marks.updated(never_ran=True)
+            elif give_up:
+                marks = marks.updated(gave_up=True)
+            for key, value in marks.written().items():
+                self._storage.set_trial_user_attr(stale._trial_id, key, value)
             if not self._storage.set_trial_state_values(stale._trial_id, TrialState.FAIL):
                 return False
         except UpdateFinishedTrialError:
             return False  # finished by its own process or another recoverer in the meantime
         if not (give_up or never_ran):
-            attrs = {
-                **stale.user_attrs,
-                ATTR_REQUEUED_FROM: stale.number,
-                ATTR_ORIGINAL_TRIAL: stale.user_attrs.get(ATTR_ORIGINAL_TRIAL, stale.number),
-                ATTR_LOST_RUNS: lost_runs,
-            }
-            for key in self.not_inherited:
-                attrs.pop(key, None)
+            rerun = held.updated(
+                requeued_from=stale.number,
+                original_trial=held.original_trial if held.original_trial is not None else stale.number,
+                lost_runs=lost_runs,
+            )
+            attrs = {k: v for k, v in rerun.written().items() if k not in self.not_inherited}
             self._study.enqueue_trial(dict(stale.params), user_attrs=attrs)
         return True
 
@@ -461,22 +458,14 @@ class CampaignStudy:
         raise StudyError(f"study {self.name!r} has no trial {number}")
 
 
-def _open_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage; for SQLite, the folder is created and writers wait for each other's locks."""
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
-
-
-def _handle_from(trial: optuna.Trial, attrs: dict[str, Any]) -> TrialHandle:
+def _handle_from(trial: optuna.Trial, attrs: TrialAttrs) -> TrialHandle:
     return TrialHandle(
         number=trial.number,
-        tier=attrs.get("tier", ""),
-        operation=attrs.get("operation", ""),
-        parent_trial=attrs.get("parent_trial"),
-        knob_values=dict(attrs.get("knob_values", {})),
-        requeued_from=attrs.get(ATTR_REQUEUED_FROM),
+        tier=attrs.tier,
+        operation=str(attrs.operation or ""),
+        parent_trial=attrs.parent_trial,
+        knob_values=dict(attrs.knob_values or {}),
+        requeued_from=attrs.requeued_from,
         attrs=attrs,
         _trial=trial,
     )
@@ -494,7 +483,7 @@ def _record(trial: FrozenTrial) -> TrialRecord:
         state=trial.state.name,
         value=trial.value if trial.state is TrialState.COMPLETE else None,
         params=dict(trial.params),
-        user_attrs=dict(trial.user_attrs),
+        attrs=TrialAttrs.read(trial.user_attrs, trial=trial.number),
         intermediate_values=dict(trial.intermediate_values),
         constraints=dict(trial.constraints),
         started=trial.datetime_start,

@@ -27,12 +27,7 @@ from controller.errors import GitStoreError
 from controller.search.state import Peers
 from controller.search.workspace import Workspace
 from controller.store.records import rebuild_archive
-from controller.store.study import (
-    ATTR_ORIGINAL_TRIAL,
-    ATTR_REQUEUED_FROM,
-    TrialHandle,
-    TrialRecord,
-)
+from controller.store.study import TrialHandle, TrialRecord
 from controller.workers.remote import SharedRemote
 from controller.workers.study import WorkerStudy
 
@@ -55,10 +50,7 @@ def stale_programs(records: Iterable[TrialRecord], running: Mapping[int, str]) -
             finished.add(record.number)
             continue
         needed.add(record.number)
-        for key in (ATTR_REQUEUED_FROM, ATTR_ORIGINAL_TRIAL):
-            source = record.user_attrs.get(key)
-            if isinstance(source, int):
-                needed.add(source)
+        needed.update(n for n in (record.attrs.requeued_from, record.attrs.original_trial) if n is not None)
     return {n: c for n, c in running.items() if n in finished and n not in needed}
 
 
@@ -115,7 +107,7 @@ class WorkerPeers(Peers):
             self._last_recovery = time.monotonic()
             recovered = self.study.recover_stale()
             if recovered:
-                rerun = {r.user_attrs.get(ATTR_REQUEUED_FROM) for r in self.study.trials()}
+                rerun = {r.attrs.requeued_from for r in self.study.trials()}
                 if requeued := [n for n in recovered if n in rerun]:
                     self.say(f"recovered trials {requeued} of a worker that stopped; re-queued")
                 if not_rerun := [n for n in recovered if n not in rerun]:
@@ -132,7 +124,8 @@ class WorkerPeers(Peers):
     def fetch_rerun_program(self, handle: TrialHandle) -> None:
         """Put the program of the trial ``handle`` re-runs where the loop's re-run looks for it
         (``trials/<original>/program``), from the running program its dead worker published."""
-        original = handle.attrs.get(ATTR_ORIGINAL_TRIAL, handle.requeued_from)
+        original = handle.attrs.original_trial
+        original = original if original is not None else handle.requeued_from
         target = self.ws.trial_dir(original) / "program" / self.ws.entry
         if target.exists() or handle.requeued_from is None:
             return

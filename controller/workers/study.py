@@ -30,9 +30,8 @@ from optuna.trial import TrialState
 
 from controller.errors import ControllerError
 from controller.store.study import CampaignStudy, TrialHandle, TrialRecord
+from controller.store.trial_attrs import TrialAttrs
 
-ATTR_WORKER = "worker"  # the session that asked the trial
-ATTR_WORKER_NAME = "worker_name"
 HEARTBEAT_PREFIX = "heartbeat:"  # study user attribute per session: {"name", "beat", ...}
 
 
@@ -58,7 +57,7 @@ class WorkerStudy(CampaignStudy):
 
     # A re-run tagged with the dead session would look dead until its taker tags it; untagged, it is
     # alive for a grace period from the moment it is taken (see _alive).
-    not_inherited = (*CampaignStudy.not_inherited, ATTR_WORKER, ATTR_WORKER_NAME)
+    not_inherited = (*CampaignStudy.not_inherited, "worker", "worker_name")
 
     def bind(
         self,
@@ -82,11 +81,16 @@ class WorkerStudy(CampaignStudy):
     # ------------------------------------------------------------------ asking, tagged
 
     def ask(self, parent, knobs, fixed=None, *, tier, operation, attrs=None) -> TrialHandle:
-        tag = {ATTR_WORKER: self.identity.session, ATTR_WORKER_NAME: self.identity.name}
+        tag = self._tag()
         with self._timed():
             while True:
                 handle = super().ask(
-                    parent, knobs, fixed, tier=tier, operation=operation, attrs={**(attrs or {}), **tag}
+                    parent,
+                    knobs,
+                    fixed,
+                    tier=tier,
+                    operation=operation,
+                    attrs=(attrs or TrialAttrs()).merged(tag),
                 )
                 if handle.requeued_from is None:
                     self.owned.add(handle.number)
@@ -97,6 +101,10 @@ class WorkerStudy(CampaignStudy):
                 self.owned.add(handle.number)
                 self._strays.append(handle)
 
+    def _tag(self) -> TrialAttrs:
+        """Who asked a trial: this session (alive while it beats) and the worker's stable name."""
+        return TrialAttrs(worker=self.identity.session, worker_name=self.identity.name)
+
     def ask_requeued(self) -> TrialHandle | None:
         if self._strays:
             handle: TrialHandle | None = self._strays.pop(0)
@@ -104,9 +112,7 @@ class WorkerStudy(CampaignStudy):
             with self._timed():
                 handle = super().ask_requeued()
                 if handle is not None:
-                    self.set_attrs(
-                        handle, {ATTR_WORKER: self.identity.session, ATTR_WORKER_NAME: self.identity.name}
-                    )
+                    self.set_attrs(handle, self._tag())
                     self.owned.add(handle.number)
         if handle is not None:
             # Whoever runs a re-run needs the program, which the recovering worker may not be.
@@ -116,14 +122,14 @@ class WorkerStudy(CampaignStudy):
     def has_strays(self) -> bool:
         return bool(self._strays)
 
-    def tell(self, handle, value, constraints, user_attrs=None) -> None:
+    def tell(self, handle, value, constraints, attrs=None) -> None:
         with self._timed():
-            super().tell(handle, value, constraints, user_attrs)
+            super().tell(handle, value, constraints, attrs)
         self._finished(handle.number)
 
-    def fail(self, handle, reason, user_attrs=None) -> None:
+    def fail(self, handle, reason, attrs=None) -> None:
         with self._timed():
-            super().fail(handle, reason, user_attrs)
+            super().fail(handle, reason, attrs)
         self._finished(handle.number)
 
     def requeue(self, handle, reason) -> None:
@@ -183,14 +189,14 @@ class WorkerStudy(CampaignStudy):
             return super().recover_stale(lambda n: n not in dead, reason)
 
     def _alive(self, trial: TrialRecord, beats: Mapping[str, Any]) -> bool:
-        session = trial.user_attrs.get(ATTR_WORKER)
+        session = trial.attrs.worker
         now = time.monotonic()
         if session is None:  # asked outside any worker, or its worker died between ask and tag
             started = trial.started.timestamp() if trial.started else 0.0
             return time.time() - started < self.identity.grace_seconds
         if session == self.identity.session:
             return True
-        if trial.user_attrs.get(ATTR_WORKER_NAME) == self.identity.name:
+        if trial.attrs.worker_name == self.identity.name:
             return False  # our own previous incarnation: this process replaced it
         beat = (beats.get(f"{HEARTBEAT_PREFIX}{session}") or {}).get("beat")
         seen = self._seen.get(session)

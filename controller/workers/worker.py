@@ -32,6 +32,7 @@ from optuna.trial import TrialState
 from controller.errors import ControllerError
 from controller.search.loop import Controller
 from controller.search.workspace import Workspace, build_proposers, open_workspace
+from controller.store.archive import Operation
 from controller.store.gitstore import SEED_REF, GitStore
 from controller.store.records import rebuild_archive
 from controller.store.study import CampaignStudy
@@ -149,7 +150,7 @@ def _wait_for_seed(controller: Controller, peers: WorkerPeers) -> None:
             return
         if study.waiting_requeues() or peers.remote.claim("seed"):
             return
-        seeds = [r for r in records if r.user_attrs.get("operation") == "seed"]
+        seeds = [r for r in records if r.attrs.operation is Operation.SEED]
         if not seeds and time.monotonic() - waited > study.identity.grace_seconds:
             return
         failed = (TrialState.FAIL, TrialState.PRUNED)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from controller.cli.app import app
 from controller.config import load_campaign
 from controller.store.archive import Operation
-from controller.store.records import ATTR_CONFIRM_OF, ATTR_PROMOTES, rebuild_archive
+from controller.store.records import rebuild_archive
 from controller.store.study import CampaignStudy
 from tests.controller.campaigns import UNIGRAM_TRAINER, knob_line
 
@@ -39,20 +39,19 @@ def test_a_clear_improvement_is_confirmed_with_extra_seeds_and_promoted(
         proxy={"seeds_to_confirm": 2, "min_delta_nats": 0.0, "p_value": 0.5},
         max_trials=6,
     )
-    _, said = run_campaign(toml)
+    run_campaign(toml)
 
     study = CampaignStudy.from_config(load_campaign(toml))
     trials = study.trials()
     improved = trials[1]
-    assert improved.user_attrs["hypothesis"] == "much less smoothing"
+    assert improved.attrs.hypothesis == "much less smoothing"
     assert improved.value < trials[0].value - 0.01  # clearly better than the seed
-    confirms = [t for t in trials if t.user_attrs.get("operation") == str(Operation.CONFIRM)]
+    confirms = [t for t in trials if t.attrs.operation == str(Operation.CONFIRM)]
     # One extra seed for the challenger and one for the incumbent (each already has its scored run).
-    assert sorted(t.user_attrs.get(ATTR_CONFIRM_OF) for t in confirms) == [0, 1]
+    assert sorted(t.attrs.confirm_of for t in confirms) == [0, 1]
     assert all(t.state == "COMPLETE" for t in confirms)
-    assert {t.user_attrs["seed"] for t in confirms} == {1338}
-    assert [t.user_attrs.get(ATTR_PROMOTES) for t in confirms if ATTR_PROMOTES in t.user_attrs] == [1]
-    assert any("trial 1 confirmed over trial 0" in line for line in said), said
+    assert {t.attrs.seed for t in confirms} == {1338}
+    assert [t.attrs.promotes for t in confirms if t.attrs.promotes is not None] == [1]
 
     archive = rebuild_archive(trials)
     assert archive.get(1).confirmed
@@ -74,5 +73,5 @@ def test_a_candidate_no_better_than_its_parent_gets_no_confirm_runs(make_campaig
 
     trials = CampaignStudy.from_config(load_campaign(toml)).trials()
     assert trials[1].value > trials[0].value
-    assert not [t for t in trials if t.user_attrs.get("operation") == str(Operation.CONFIRM)]
+    assert not [t for t in trials if t.attrs.operation == str(Operation.CONFIRM)]
     assert not rebuild_archive(trials).get(1).confirmed

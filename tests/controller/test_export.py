@@ -27,7 +27,7 @@ def campaign(tmp_path_factory, tiny_data) -> Campaign:
 
 
 def mutated_trial(campaign: Campaign) -> int:
-    return next(t.number for t in campaign.trials if t.user_attrs.get("operation") == "mutate")
+    return next(t.number for t in campaign.trials if t.attrs.operation == "mutate")
 
 
 def test_export_writes_a_records_folder_whose_program_is_the_candidates_bytes(campaign, tmp_path):
@@ -45,12 +45,10 @@ def test_export_writes_a_records_folder_whose_program_is_the_candidates_bytes(ca
     data = json.loads((folder / "submission.json").read_text())
     assert set(data) == FIELDS
     record = campaign.record(number)
-    assert (
-        data["val_bpb"] == pytest.approx(record.value) and data["val_loss"] == record.user_attrs["val_loss"]
-    )
+    assert data["val_bpb"] == pytest.approx(record.value) and data["val_loss"] == record.attrs.val_loss
     assert data["bytes_code"] == len(committed)
     assert data["bytes_total"] == campaign.archive.get(number).artifact_bytes
-    assert data["seeds"] == [record.user_attrs["seed"]] and len(data["seed_results"]) == 1
+    assert data["seeds"] == [record.attrs.seed] and len(data["seed_results"]) == 1
     assert data["val_bpb_std"] is None and data["p_value"] is None  # one seed: nothing to test
     assert (data["author"], data["hardware"], data["date"], data["base_pr"]) == (
         "Ada",

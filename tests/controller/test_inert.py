@@ -86,11 +86,8 @@ def test_a_dead_branch_is_sent_back_and_never_reaches_the_explore_tier(make_camp
     run_campaign(toml)
     config, study, _ = open_results(toml)
     seed, dead, live, paced = study.trials()
-    assert paced.state == "COMPLETE" and paced.user_attrs["hypothesis"] == "pace the steps"
+    assert paced.state == "COMPLETE" and paced.attrs.hypothesis == "pace the steps"
     assert dead.state == "FAIL"
-    assert (
-        "the last: Your change did not change behaviour: in the CPU smoke run"
-        in dead.user_attrs["status_reason"]
-    )
+    assert "the last: Your change did not change behaviour: in the CPU smoke run" in dead.attrs.status_reason
     assert not (config.run_dir / "trials" / str(dead.number) / "run").exists()  # no explore-tier run
-    assert live.state == "COMPLETE" and live.user_attrs["hypothesis"] == "halve the smoothing"
+    assert live.state == "COMPLETE" and live.attrs.hypothesis == "halve the smoothing"

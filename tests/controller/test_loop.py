@@ -4,6 +4,7 @@ replayed code edits go through preflight and the sandbox; budgets stop the campa
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 
 import pytest
@@ -40,12 +41,12 @@ def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_ca
     assert "trial budget reached (4 of 4)" in why
     config, study, store = open_results(toml)
     trials = study.trials()
-    assert [t.state for t in trials] == ["COMPLETE"] * 4, [t.user_attrs.get("status_reason") for t in trials]
+    assert [t.state for t in trials] == ["COMPLETE"] * 4, [t.attrs.status_reason for t in trials]
     recorded = store.recorded_trials()
     assert sorted(recorded) == [0, 1, 2, 3]
     for record in trials:
         commit = recorded[record.number]
-        assert record.user_attrs["candidate_commit"] == commit
+        assert record.attrs.candidate_commit == commit
         note = json.loads(store.read_note(commit))
         assert note["result"]["val_bpb"] == record.value
         assert note["trial"] == record.number
@@ -63,7 +64,12 @@ def test_campaign_records_every_trial_in_git_notes_study_and_leaderboard(make_ca
     frontier = store.frontier()
     assert frontier[0] == recorded[best.trial]
     # Every candidate is either on the frontier (cand/*) or archived (refs/golf/archive/), never lost.
-    refs = store._git("for-each-ref", "--format=%(refname)").split()
+    refs = subprocess.run(
+        ["git", "-C", str(store.path), "for-each-ref", "--format=%(refname)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for number in recorded:
         assert (f"refs/heads/cand/{number}" in refs) != (f"refs/golf/archive/cand/{number}" in refs)
     assert sum(r.startswith("refs/heads/cand/") for r in refs) == len(frontier) == 3
@@ -90,8 +96,8 @@ def test_a_pruned_trial_says_at_which_step_its_loss_fell_behind(make_campaign, r
 
     _, study, _ = open_results(toml)
     seed, smooth = study.trials()
-    assert (seed.state, smooth.state) == ("COMPLETE", "PRUNED"), smooth.user_attrs.get("status_reason")
-    reason = smooth.user_attrs["status_reason"]
+    assert (seed.state, smooth.state) == ("COMPLETE", "PRUNED"), smooth.attrs.status_reason
+    reason = smooth.attrs.status_reason
     step = int(reason.removeprefix("at step ").split(":")[0])
     assert step in smooth.intermediate_values
     assert f"train loss {smooth.intermediate_values[step]:.4f}" in reason and "median" in reason
@@ -107,8 +113,8 @@ def test_replayed_code_edit_passes_preflight_and_its_commit_carries_the_edit(mak
 
     config, study, store = open_results(toml)
     edited = study.trial(1)
-    assert edited.state == "COMPLETE", edited.user_attrs.get("status_reason")
-    assert edited.user_attrs["hypothesis"] == "rename the artifact"
+    assert edited.state == "COMPLETE", edited.attrs.status_reason
+    assert edited.attrs.hypothesis == "rename the artifact"
     diff = store.diff(store.commit_of(0), store.commit_of(1))
     assert f"+{RENAMED_ARTIFACT_LINE}" in diff and f"-{ARTIFACT_LINE}" in diff
     # The sandbox ran the edited program: its artifact has the new name.
@@ -127,8 +133,8 @@ def test_edit_that_does_not_apply_is_a_failed_trial_with_no_commit(make_campaign
     _, study, store = open_results(toml)
     failed = study.trial(1)
     assert failed.state == "FAIL"
-    assert failed.user_attrs["status_reason"].startswith("gave up")
-    assert "SEARCH" in failed.user_attrs["status_reason"] or "match" in failed.user_attrs["status_reason"]
+    assert failed.attrs.status_reason.startswith("gave up")
+    assert "SEARCH" in failed.attrs.status_reason or "match" in failed.attrs.status_reason
     assert store.commit_of(1) is None
     assert sorted(store.recorded_trials()) == [0]
 
@@ -144,7 +150,7 @@ def test_edit_that_crashes_at_run_time_is_stopped_by_the_preflight_smoke_run(mak
     config, study, store = open_results(toml)
     failed = study.trial(1)
     assert failed.state == "FAIL"
-    reason = failed.user_attrs["status_reason"]
+    reason = failed.attrs.status_reason
     assert reason.startswith("gave up") and "preflight" in reason, reason
     assert store.commit_of(1) is None
     # The crash was caught by the smoke run, before the sandbox ran the explore tier.
@@ -190,7 +196,6 @@ def test_wall_clock_budget_stops_the_campaign_early(make_campaign, run_campaign)
 def test_demo_campaign_finishes_and_prints_a_leaderboard(tmp_path, monkeypatch):
     """The real baseline on CPU, as `autogolf demo` runs it (a few minutes)."""
     import shutil
-    import subprocess
     import sys
 
     from controller.cli.app import DEMO_CAMPAIGN

@@ -30,8 +30,8 @@ def test_a_look_ahead_edit_is_refused_naming_the_check_and_never_becomes_a_paren
     _, study, store = open_results(toml)
     seed, cheat = study.trials()
     assert seed.state == "COMPLETE" and cheat.state == "FAIL"
-    assert cheat.user_attrs["status"] == "invalid"
-    assert cheat.user_attrs["status_reason"].startswith("integrity check 'causality' failed:")
+    assert cheat.attrs.status == "invalid"
+    assert cheat.attrs.status_reason.startswith("integrity check 'causality' failed:")
     archive = rebuild_archive(study.trials())
     assert [c.trial for c in archive.frontier(3)] == [0] and store.frontier()  # only the seed
 
@@ -44,7 +44,7 @@ def test_the_smoke_run_catches_the_look_ahead_before_the_explore_tier(make_campa
     run_campaign(toml)
     _, study, _ = open_results(toml)
     cheat = study.trials()[1]
-    assert cheat.state == "FAIL" and "integrity check 'causality' failed" in str(cheat.user_attrs)
+    assert cheat.state == "FAIL" and "integrity check 'causality' failed" in cheat.attrs.status_reason
 
 
 @pytest.mark.slow
@@ -60,10 +60,10 @@ def test_an_implausible_gain_is_held_until_a_confirm_runs_full_probe_verifies_it
     _, said = run_campaign(toml)
     _, study, _ = open_results(toml)
     trials = study.trials()
-    assert [t.user_attrs.get("operation") for t in trials[:2]] == ["seed", "mutate"], said
+    assert [t.attrs.operation for t in trials[:2]] == ["seed", "mutate"], said
     archive = rebuild_archive(trials)
     child = archive.get(1)
     assert "beats the parent's" in child.suspicious and child.verified and child.eligible, said
-    verifying = [t for t in trials if t.user_attrs.get("verifies") == 1]
-    assert verifying and all(t.user_attrs["operation"] == "confirm" for t in verifying)
+    verifying = [t for t in trials if t.attrs.verifies == 1]
+    assert verifying and all(t.attrs.operation == "confirm" for t in verifying)
     assert archive.best("proxy").trial == 1

@@ -32,11 +32,9 @@ def test_a_scoring_change_runs_with_the_full_probe_and_its_trial_records_the_rea
     _, said = run_campaign(toml)
     _, study, _ = open_results(toml)
     seed, scoring, knobs = study.trials()
-    assert (
-        scoring.state == "COMPLETE" and scoring.user_attrs["hypothesis"] == "score with half the smoothing"
-    ), said
-    assert scoring.user_attrs["scoring_change"].startswith("edits `evaluate`, which writes val_nll.f32, ")
+    assert scoring.state == "COMPLETE" and scoring.attrs.hypothesis == "score with half the smoothing", said
+    assert scoring.attrs.scoring_change.startswith("edits `evaluate`, which writes val_nll.f32, ")
     archive = rebuild_archive(study.trials())
     assert archive.get(scoring.number).verified  # only a run with the full probe is verified
-    assert knobs.state == "COMPLETE" and knobs.user_attrs["scoring_change"] == ""
+    assert knobs.state == "COMPLETE" and knobs.attrs.scoring_change == ""
     assert not archive.get(knobs.number).verified

@@ -8,15 +8,12 @@ import pytest
 
 from controller.store.archive import Candidate, Operation
 from controller.store.records import (
-    ATTR_CANDIDATE,
-    ATTR_CONFIRM_OF,
-    ATTR_PROMOTED,
-    ATTR_PROMOTES,
     candidate_attrs,
     rebuild_archive,
     result_note,
 )
 from controller.store.study import CampaignStudy
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.spec import RunResult, RunStatus
 
 
@@ -45,9 +42,9 @@ def candidate(trial: int, parent: int | None, bpb: float | None, **fields) -> Ca
 def record(study: CampaignStudy, value: float | None, attrs: dict) -> int:
     handle = study.ask(None, [], {}, tier="proxy", operation=attrs.get("operation", "mutate"))
     if value is None:
-        study.fail(handle, "crashed", attrs)
+        study.fail(handle, "crashed", TrialAttrs(**attrs))
     else:
-        study.tell(handle, value, {"artifact_bytes": -1.0}, attrs)
+        study.tell(handle, value, {"artifact_bytes": -1.0}, TrialAttrs(**attrs))
     return handle.number
 
 
@@ -56,19 +53,19 @@ def test_rebuild_round_trips_candidates_seeds_and_promotions(study):
     child = candidate(1, 0, 1.40, suspicious="", feasible=True)
     crashed = candidate(2, 1, None)
     over = candidate(3, 1, None, status=RunStatus.OVER_SIZE, feasible=False, val_bpb=1.30)
-    record(study, 1.50, {ATTR_CANDIDATE: candidate_attrs(seed), ATTR_PROMOTED: True})
-    record(study, 1.40, {ATTR_CANDIDATE: candidate_attrs(child)})
-    record(study, None, {ATTR_CANDIDATE: candidate_attrs(crashed)})
-    record(study, 1.30, {ATTR_CANDIDATE: candidate_attrs(over)})
+    record(study, 1.50, {"candidate": candidate_attrs(seed), "promoted": True})
+    record(study, 1.40, {"candidate": candidate_attrs(child)})
+    record(study, None, {"candidate": candidate_attrs(crashed)})
+    record(study, 1.30, {"candidate": candidate_attrs(over)})
     # Confirm runs: one more seed for the seed program, one for the child; the last promotes it.
-    record(study, 1.52, {ATTR_CONFIRM_OF: 0, "val_bpb": 1.52, "val_loss": 1.06, "operation": "confirm"})
+    record(study, 1.52, {"confirm_of": 0, "val_bpb": 1.52, "val_loss": 1.06, "operation": "confirm"})
     record(
         study,
         1.38,
-        {ATTR_CONFIRM_OF: 1, "val_bpb": 1.38, "val_loss": 0.97, ATTR_PROMOTES: 1, "operation": "confirm"},
+        {"confirm_of": 1, "val_bpb": 1.38, "val_loss": 0.97, "promotes": 1, "operation": "confirm"},
     )
     running = study.ask(None, [], {}, tier="proxy", operation="mutate")  # a crash left it running
-    study.set_attrs(running, {ATTR_CANDIDATE: candidate_attrs(candidate(6, 1, 1.0))})
+    study.set_attrs(running, TrialAttrs(candidate=candidate_attrs(candidate(6, 1, 1.0))))
 
     archive = rebuild_archive(study.trials())
 
@@ -97,9 +94,9 @@ def test_rebuild_round_trips_candidates_seeds_and_promotions(study):
 
 
 def test_failed_confirm_run_and_confirm_of_an_unknown_trial_add_no_seed(study):
-    record(study, 1.50, {ATTR_CANDIDATE: candidate_attrs(candidate(0, None, 1.50)), ATTR_PROMOTED: True})
-    record(study, None, {ATTR_CONFIRM_OF: 0, "operation": "confirm"})  # the confirm run crashed
-    record(study, 1.45, {ATTR_CONFIRM_OF: 9, "val_bpb": 1.45, "val_loss": 1.0, "operation": "confirm"})
+    record(study, 1.50, {"candidate": candidate_attrs(candidate(0, None, 1.50)), "promoted": True})
+    record(study, None, {"confirm_of": 0, "operation": "confirm"})  # the confirm run crashed
+    record(study, 1.45, {"confirm_of": 9, "val_bpb": 1.45, "val_loss": 1.0, "operation": "confirm"})
 
     archive = rebuild_archive(study.trials())
 
@@ -109,8 +106,8 @@ def test_failed_confirm_run_and_confirm_of_an_unknown_trial_add_no_seed(study):
 
 def test_rebuild_replays_in_trial_order_so_a_confirm_seed_lands_on_its_candidate(study):
     """Records given out of order (as a second worker's study read may be) rebuild the same archive."""
-    record(study, 1.50, {ATTR_CANDIDATE: candidate_attrs(candidate(0, None, 1.50))})
-    record(study, 1.55, {ATTR_CONFIRM_OF: 0, "val_bpb": 1.55, "val_loss": 1.1, "operation": "confirm"})
+    record(study, 1.50, {"candidate": candidate_attrs(candidate(0, None, 1.50))})
+    record(study, 1.55, {"confirm_of": 0, "val_bpb": 1.55, "val_loss": 1.1, "operation": "confirm"})
 
     forward = rebuild_archive(study.trials())
     backward = rebuild_archive(tuple(reversed(study.trials())))

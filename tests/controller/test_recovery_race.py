@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-from controller.store.study import ATTR_REQUEUED_FROM, CampaignStudy
+from controller.store.study import CampaignStudy
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
 from tests.controller.test_study import KNOBS, PARENT
 
@@ -50,5 +50,5 @@ def test_racing_recoverers_requeue_each_dead_trial_exactly_once(postgres_url):  
     assert wins == Counter(dead), f"each dead trial is recovered by exactly one caller: {won}"
     records = victim.trials()
     assert all(records[n].state == "FAIL" for n in dead)
-    requeued = Counter(r.user_attrs.get(ATTR_REQUEUED_FROM) for r in records if r.state == "WAITING")
+    requeued = Counter(r.attrs.requeued_from for r in records if r.state == "WAITING")
     assert requeued == Counter(dead), f"re-queued {dict(requeued)}"

@@ -15,6 +15,7 @@ from agent.proposal import ProposalContext
 from controller.config import load_campaign
 from controller.store.archive import Operation
 from controller.store.study import CampaignStudy, TrialHandle, TrialRecord
+from controller.store.trial_attrs import TrialAttrs
 from controller.workers.peers import WorkerPeers, stale_programs
 from controller.workers.study import WorkerIdentity
 from controller.workers.worker import open_worker
@@ -139,7 +140,7 @@ def test_a_trial_set_aside_at_a_stop_is_rerun_elsewhere_with_its_program(two_wor
 
 def test_a_program_stays_while_any_rerun_in_its_chain_is_unfinished():
     def record(number: int, state: str, **attrs) -> TrialRecord:
-        return TrialRecord(number, state, None, {}, attrs, {}, {}, datetime.now(), None)
+        return TrialRecord(number, state, None, {}, TrialAttrs(**attrs), {}, {}, datetime.now(), None)
 
     records = [
         record(0, "COMPLETE"),

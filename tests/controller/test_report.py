@@ -27,7 +27,7 @@ def test_report_links_every_ranked_candidate_to_its_diff(campaign):
     rows = leaderboard(campaign)
     for row in rows:
         assert f"href='#trial-{row.trial}'" in page and f'<details id="trial-{row.trial}">' in page
-    mutated = next(t.number for t in campaign.trials if t.user_attrs.get("operation") == "mutate")
+    mutated = next(t.number for t in campaign.trials if t.attrs.operation == "mutate")
     block = page.split(f'<details id="trial-{mutated}">', 1)[1].split("</details>", 1)[0]
     assert '<span class="add">+    Knob(&quot;SMOOTHING&quot;, float, 0.9' in block
 

@@ -9,8 +9,6 @@ from datetime import datetime
 import pytest
 
 from controller.search.requests import (
-    ATTR_HYPOTHESIS_ID,
-    ATTR_REQUEST_ID,
     RequestError,
     RequestKind,
     add_confirm,
@@ -26,6 +24,7 @@ from controller.search.requests import (
     trials_of,
 )
 from controller.store.study import TrialRecord
+from controller.store.trial_attrs import TrialAttrs
 from tests.controller.test_review import FAKE_TRAINER, run_campaign, write_campaign
 
 
@@ -35,7 +34,7 @@ def trial(number: int, state: str = "COMPLETE", **attrs) -> TrialRecord:
         state=state,
         value=attrs.get("val_bpb"),
         params={},
-        user_attrs=attrs,
+        attrs=TrialAttrs(**attrs),
         intermediate_values={},
         constraints={},
         started=datetime(2026, 1, 1),
@@ -74,18 +73,18 @@ def test_a_request_is_pending_until_trials_carry_its_id(tmp_path):
     hyp = add_hypothesis(tmp_path, "more smoothing")
     conf = add_confirm(tmp_path, trial=3, seeds=2)
     knobs = add_knobs(tmp_path, {"SMOOTHING": "0.9"})
-    trials = [trial(0), trial(5, **{ATTR_REQUEST_ID: conf, "val_bpb": 1.2})]
+    trials = [trial(0), trial(5, **{"request_id": conf, "val_bpb": 1.2})]
     assert [r.id for r in pending(tmp_path, trials)] == [hyp, conf, knobs]  # oldest first
-    trials.append(trial(6, "FAIL", **{ATTR_REQUEST_ID: hyp, ATTR_HYPOTHESIS_ID: hyp}))
-    trials.append(trial(7, **{ATTR_REQUEST_ID: conf, "val_bpb": 1.1}))
+    trials.append(trial(6, "FAIL", **{"request_id": hyp, "hypothesis_id": hyp}))
+    trials.append(trial(7, **{"request_id": conf, "val_bpb": 1.1}))
     assert [r.id for r in pending(tmp_path, trials)] == [knobs]
     assert [t.number for t in trials_of(conf, trials)] == [5, 7]
 
 
 def test_a_trial_rerun_after_a_crash_counts_once(tmp_path):
     conf = add_confirm(tmp_path, trial=3, seeds=2)
-    crashed = trial(4, "FAIL", **{ATTR_REQUEST_ID: conf})
-    rerun = trial(5, "RUNNING", **{ATTR_REQUEST_ID: conf, "requeued_from": 4, "original_trial": 4})
+    crashed = trial(4, "FAIL", request_id=conf)
+    rerun = trial(5, "RUNNING", **{"request_id": conf, "requeued_from": 4, "original_trial": 4})
     assert [t.number for t in trials_of(conf, [crashed, rerun])] == [5]
     assert [r.id for r in pending(tmp_path, [crashed, rerun])] == [conf]
 
@@ -94,16 +93,16 @@ def test_request_attrs_tag_hypothesis_trials_with_both_ids(tmp_path):
     add_hypothesis(tmp_path, "an idea")
     add_knobs(tmp_path, {"SMOOTHING": "2"})
     hyp, knobs = load_requests(tmp_path)
-    assert request_attrs(hyp) == {ATTR_REQUEST_ID: "h-001", ATTR_HYPOTHESIS_ID: "h-001"}
-    assert request_attrs(knobs) == {ATTR_REQUEST_ID: "k-001"}
+    assert request_attrs(hyp) == TrialAttrs(request_id="h-001", hypothesis_id="h-001")
+    assert request_attrs(knobs) == TrialAttrs(request_id="k-001")
 
 
 def test_outcome_names_each_trial_and_what_is_left(tmp_path):
     conf = add_confirm(tmp_path, trial=3, seeds=3)
     (request,) = load_requests(tmp_path)
     made = [
-        trial(8, **{ATTR_REQUEST_ID: conf, "val_bpb": 1.23456}),
-        trial(9, "FAIL", **{ATTR_REQUEST_ID: conf, "status_reason": "crashed: CUDA OOM\ntraceback"}),
+        trial(8, **{"request_id": conf, "val_bpb": 1.23456}),
+        trial(9, "FAIL", **{"request_id": conf, "status_reason": "crashed: CUDA OOM\ntraceback"}),
     ]
     assert outcome_of(request, []) == "queued"
     assert outcome_of(request, made) == "trial 8: 1.2346 bpb; trial 9: fail (crashed: CUDA OOM); 1 to go"
@@ -172,7 +171,7 @@ def test_a_queued_hypothesis_becomes_a_trial_that_carries_its_id(tmp_path, tiny_
     from controller.review.views import Campaign
 
     made = trials_of(request_id, Campaign.open(config).trials)
-    assert made and made[0].user_attrs[ATTR_HYPOTHESIS_ID] == request_id
+    assert made and made[0].attrs.hypothesis_id == request_id
     assert pending(config.run_dir, Campaign.open(config).trials) == []
 
 
@@ -186,4 +185,4 @@ def test_a_seeded_program_without_a_knob_table_runs_with_its_defaults(tmp_path, 
     from controller.review.views import Campaign
 
     (made,) = trials_of(request_id, Campaign.open(config).trials)
-    assert made.state == "COMPLETE" and made.user_attrs["parent_trial"] is None
+    assert made.state == "COMPLETE" and made.attrs.parent_trial is None

@@ -124,13 +124,13 @@ def branch_commit(config: CampaignConfig, trial: int) -> str:
 def test_leaderboard_ranks_by_bpb_with_the_numbers_the_study_and_notes_hold(config, campaign):
     rows = leaderboard(campaign)
     trials = {t.number: t for t in CampaignStudy.from_config(config).trials()}
-    scored = [t for t in trials.values() if t.state == "COMPLETE" and "candidate" in t.user_attrs]
+    scored = [t for t in trials.values() if t.state == "COMPLETE" and t.attrs.candidate is not None]
     assert len(rows) == len(scored) >= 3
     assert [r.val_bpb for r in rows] == sorted(r.val_bpb for r in rows)
     for row in rows:
-        attrs = trials[row.trial].user_attrs
+        attrs = trials[row.trial].attrs
         assert row.val_bpb == pytest.approx(trials[row.trial].value)
-        assert row.commit == attrs["candidate_commit"] == branch_commit(config, row.trial)
+        assert row.commit == attrs.candidate_commit == branch_commit(config, row.trial)
         note = json.loads(git(config, "notes", "--ref=refs/notes/golf", "show", row.commit))
         assert row.artifact_bytes == note["result"]["artifact"]["code"] + note["result"]["artifact"]["model"]
         assert row.eval_seconds == note["result"]["eval_seconds"]
@@ -148,13 +148,11 @@ def test_leaderboard_leaves_out_ineligible_candidates_unless_asked(campaign):
 
 
 def test_show_holds_the_real_diff_hypothesis_and_rationale_of_the_code_change(config, campaign):
-    mutated = next(t for t in campaign.trials if t.user_attrs.get("operation") == "mutate")
+    mutated = next(t for t in campaign.trials if t.attrs.operation == "mutate")
     detail = trial_detail(campaign, mutated.number)
     assert detail.hypothesis == "Smooth the unigram counts more"
     assert "Rare tokens are under-estimated" in detail.rationale
-    assert detail.diff == git(
-        config, "diff", "--no-color", mutated.user_attrs["parent_commit"], detail.commit
-    )
+    assert detail.diff == git(config, "diff", "--no-color", mutated.attrs.parent_commit, detail.commit)
     assert (
         '+    Knob("SMOOTHING", float, 0.9' in detail.diff
         and '-    Knob("SMOOTHING", float, 0.5' in detail.diff
@@ -209,7 +207,7 @@ def test_cli_commands_read_and_steer_the_campaign(config, campaign):
     board = runner.invoke(app, ["leaderboard", toml, "--json"])
     assert board.exit_code == 0, board.output
     assert [row["trial"] for row in json.loads(board.output)] == [r.trial for r in leaderboard(campaign)]
-    mutated = next(t.number for t in campaign.trials if t.user_attrs.get("operation") == "mutate")
+    mutated = next(t.number for t in campaign.trials if t.attrs.operation == "mutate")
     shown = runner.invoke(app, ["show", toml, str(mutated)])
     assert shown.exit_code == 0 and "Smooth the unigram counts more" in shown.output
     assert "more mass on rare tokens" in shown.output  # the diff's added line

@@ -13,7 +13,8 @@ from controller.config import load_campaign
 from controller.errors import StudyError
 from controller.store import knob_draws
 from controller.store.archive import Candidate, Operation
-from controller.store.study import CampaignStudy, TierMedianPruner, budget_trials, limit_constraints
+from controller.store.study import CampaignStudy, budget_trials, limit_constraints
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.knobs import Knob
 from sandbox.spec import Limits, RunStatus
 
@@ -35,8 +36,12 @@ PARENT = Candidate(
 )
 
 
+def study_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+
+
 def open_study(tmp_path: Path, **kw) -> CampaignStudy:
-    return CampaignStudy(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "camp", seed=0, **kw)
+    return CampaignStudy(study_url(tmp_path), "camp", seed=0, **kw)
 
 
 def test_ask_samples_searchable_knobs_and_fixes_the_rest(tmp_path):
@@ -50,8 +55,8 @@ def test_ask_samples_searchable_knobs_and_fixes_the_rest(tmp_path):
     study.tell(handle, 1.25, limit_constraints(15_000_000, 500.0, Limits()))
     (record,) = study.trials()
     assert set(record.params) == {"MATRIX_LR", "COMPRESSOR"}
-    assert record.user_attrs["parent_trial"] == 0 and record.user_attrs["parent_commit"] == PARENT.commit
-    assert record.user_attrs["tier"] == "proxy" and record.user_attrs["operation"] == "tune"
+    assert record.attrs.parent_trial == 0 and record.attrs.parent_commit == PARENT.commit
+    assert record.attrs.tier == "proxy" and record.attrs.operation == "tune"
     assert record.state == "COMPLETE" and record.value == 1.25 and record.feasible
     assert record.constraints == {"artifact_bytes": -1_000_000.0, "train_seconds": -100.0}
 
@@ -59,9 +64,9 @@ def test_ask_samples_searchable_knobs_and_fixes_the_rest(tmp_path):
 def test_over_the_limits_is_recorded_as_infeasible(tmp_path):
     study = open_study(tmp_path)
     handle = study.ask(None, KNOBS, tier="proxy", operation=Operation.SEED)
-    study.tell(handle, 1.2, limit_constraints(16_000_001, 500.0, Limits()), {"hypothesis": "seed"})
+    study.tell(handle, 1.2, limit_constraints(16_000_001, 500.0, Limits()), TrialAttrs(hypothesis="seed"))
     (record,) = study.trials()
-    assert not record.feasible and record.user_attrs["hypothesis"] == "seed"
+    assert not record.feasible and record.attrs.hypothesis == "seed"
 
 
 def test_changed_knob_shapes_get_their_own_parameters(tmp_path):
@@ -112,7 +117,6 @@ def test_pruner_waits_for_warmup_and_enough_history(tmp_path):
     late = study.ask(PARENT, KNOBS, tier="proxy", operation="tune")
     assert not study.report(late, 100, 9.0)  # still in warm-up
     assert study.report(late, 200, 9.0)
-    assert isinstance(study._study.pruner, TierMedianPruner)
 
 
 def test_diverged_loss_says_stop(tmp_path):
@@ -128,15 +132,15 @@ def test_fail_and_non_finite_results_are_failures_with_reasons(tmp_path):
     nan = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
     study.tell(nan, math.inf, {})
     first, second = study.trials()
-    assert (first.state, first.user_attrs["status_reason"]) == ("FAIL", "crashed: CUDA error")
-    assert second.state == "FAIL" and "not finite" in second.user_attrs["status_reason"]
+    assert (first.state, first.attrs.status_reason) == ("FAIL", "crashed: CUDA error")
+    assert second.state == "FAIL" and "not finite" in second.attrs.status_reason
 
 
 def test_notes_for_the_dashboard_hold_hypothesis_and_diff(tmp_path):
     study = open_study(tmp_path)
     handle = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
     study.set_note(handle, "Wider MLP", "-MLP_MULT = 2\n+MLP_MULT = 3")
-    note = study.trials()[0].user_attrs["note_markdown"]
+    note = study.trials()[0].attrs.note_markdown
     assert note.startswith("### Wider MLP") and "+MLP_MULT = 3" in note
 
 
@@ -145,29 +149,31 @@ def test_dashboard_note_is_saved_where_optuna_dashboard_reads_it(tmp_path):
     study = open_study(tmp_path)
     handle = study.ask(PARENT, KNOBS, tier="proxy", operation="mutate")
     study.set_note(handle, "Wider MLP", "-MLP_MULT = 2\n+MLP_MULT = 3")
-    raw = study._study  # the dashboard reads the study's system attributes, keyed by trial id
-    attrs = raw._storage.get_study_system_attrs(raw._study_id)
-    trial_id = raw.get_trials(deepcopy=False)[0]._trial_id
+    # The dashboard reads the study's system attributes, keyed by trial id, through the storage.
+    storage = optuna.storages.RDBStorage(study_url(tmp_path))
+    study_id = storage.get_study_id_from_name(study.name)
+    attrs = storage.get_study_system_attrs(study_id)
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, handle.number)
     note = dashboard_notes.get_note_from_system_attrs(attrs, trial_id)
     assert note["body"].startswith("### Wider MLP") and "+MLP_MULT = 3" in note["body"]
 
 
 def test_recover_stale_fails_dead_runs_and_requeues_them_once(tmp_path):
     before = open_study(tmp_path)
-    alive = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p1"})
-    dead = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p2"})
+    alive = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs=TrialAttrs(hypothesis="p1"))
+    dead = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs=TrialAttrs(hypothesis="p2"))
     # The controller is killed here; a new one opens the same storage.
     after = open_study(tmp_path)
     assert after.recover_stale(lambda n: n == alive.number) == [dead.number]
     assert after.recover_stale(lambda n: n == alive.number) == []
     states = {t.number: t.state for t in after.trials()}
     assert states[dead.number] == "FAIL" and states[alive.number] == "RUNNING"
-    assert "stale" in after.trials()[dead.number].user_attrs["status_reason"]
+    assert "stale" in after.trials()[dead.number].attrs.status_reason
     assert after.waiting_requeues() == 1
     again = after.ask_requeued()
     assert again is not None and again.requeued_from == dead.number
     assert again.knob_values == dead.knob_values and again.parent_trial == 0
-    assert again.attrs["program"] == "p2" and again.attrs["original_trial"] == dead.number
+    assert again.attrs.hypothesis == "p2" and again.attrs.original_trial == dead.number
     after.tell(again, 1.2, {})
     assert after.trials()[again.number].params == after.trials()[dead.number].params
     assert after.ask_requeued() is None
@@ -188,7 +194,7 @@ def test_of_two_recoverers_only_the_one_whose_fail_won_requeues(tmp_path):
     assert second.recover_stale(dead_once_the_other_has_recovered_it) == []
     assert won_meanwhile == [dead.number]
     assert second.waiting_requeues() == 1
-    assert [t.user_attrs["requeued_from"] for t in second.trials()[1:]] == [dead.number]
+    assert [t.attrs.requeued_from for t in second.trials()[1:]] == [dead.number]
 
 
 def test_a_trial_its_own_process_finishes_during_recovery_is_not_rerun(tmp_path):
@@ -202,7 +208,7 @@ def test_a_trial_its_own_process_finishes_during_recovery_is_not_rerun(tmp_path)
 
     assert recoverer.recover_stale(finished_meanwhile) == []
     told = recoverer.trial(running.number)
-    assert told.state == "COMPLETE" and "status_reason" not in told.user_attrs
+    assert told.state == "COMPLETE" and "status_reason" not in told.attrs.written()
     assert recoverer.waiting_requeues() == 0
 
 
@@ -213,14 +219,14 @@ def test_a_trial_whose_run_keeps_being_lost_is_given_up_after_max_reruns(tmp_pat
         assert study.recover_stale(lambda n: False) == [chain[-1]]
         assert [t.number for t in budget_trials(study.trials())] == [chain[-1] + 1], "the re-run counts"
         rerun = study.ask_requeued()
-        assert rerun is not None and rerun.attrs["lost_runs"] == lost
-        assert rerun.attrs["original_trial"] == chain[0]
+        assert rerun is not None and rerun.attrs.lost_runs == lost
+        assert rerun.attrs.original_trial == chain[0]
         chain.append(rerun.number)
     assert study.recover_stale(lambda n: False) == [chain[-1]]
     assert study.waiting_requeues() == 0, "a third lost run is not re-run"
     last = study.trial(chain[-1])
-    assert last.state == "FAIL" and last.user_attrs["gave_up"] is True
-    assert "lost 3 times" in last.user_attrs["status_reason"]
+    assert last.state == "FAIL" and last.attrs.gave_up is True
+    assert "lost 3 times" in last.attrs.status_reason
     assert [t.number for t in budget_trials(study.trials())] == [chain[-1]], "the experiment counts once"
     assert all(study.trial(n).state == "FAIL" for n in chain)
 
@@ -231,7 +237,7 @@ def test_a_trial_set_aside_by_a_stop_is_requeued_without_counting_as_a_lost_run(
     for _ in range(3):
         study.requeue(handle, "not started: the campaign stopped while it waited for a slot")
         handle = study.ask_requeued()
-        assert handle is not None and handle.attrs["lost_runs"] == 0
+        assert handle is not None and handle.attrs.lost_runs == 0
     assert study.recover_stale(lambda n: False) == [handle.number]  # its first lost run: over the cap
     assert study.waiting_requeues() == 0
 
@@ -273,10 +279,10 @@ def test_study_from_config_lives_in_the_run_folder(tmp_path):
 
 def test_handle_for_lets_a_restarted_controller_tell_a_recorded_result(tmp_path):
     before = open_study(tmp_path)
-    running = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs={"program": "p"})
+    running = before.ask(PARENT, KNOBS, tier="proxy", operation="tune", attrs=TrialAttrs(hypothesis="p"))
     after = open_study(tmp_path)
     handle = after.handle_for_running(running.number)
-    assert handle.knob_values == running.knob_values and handle.attrs["program"] == "p"
+    assert handle.knob_values == running.knob_values and handle.attrs.hypothesis == "p"
     after.tell(handle, 1.1, {})
     assert after.trial(running.number).state == "COMPLETE"
     with pytest.raises(StudyError, match="is COMPLETE, not RUNNING"):
@@ -300,7 +306,7 @@ def test_tuning_never_repeats_a_setting_of_the_same_parent_and_tier_until_none_i
     with pytest.raises(StudyError, match="repeats a proxy trial"):
         study.ask(PARENT, SMALL_SPACE, tier="proxy", operation="tune")
     given_up = study.trials()[-1]
-    assert given_up.state == "FAIL" and "knob_values" not in given_up.user_attrs
+    assert given_up.state == "FAIL" and given_up.attrs.knob_values is None
     # The same settings are new experiments on another tier or another parent.
     study.tell(study.ask(PARENT, SMALL_SPACE, tier="full", operation="tune"), 1.2, {})
     other_parent = dataclasses.replace(PARENT, trial=5)
@@ -369,6 +375,6 @@ def test_a_trial_whose_process_died_while_asking_it_is_failed_not_rerun_nor_coun
     optuna.load_study(study_name="camp", storage=study.storage_url).ask()
     assert study.recover_stale(lambda n: False) == [1]
     half_asked = study.trial(1)
-    assert half_asked.state == "FAIL" and half_asked.user_attrs["never_ran"] is True
+    assert half_asked.state == "FAIL" and half_asked.attrs.never_ran is True
     assert study.waiting_requeues() == 0
     assert [t.number for t in budget_trials(study.trials())] == [0]

@@ -12,14 +12,11 @@ from controller.search.confirm import ConfirmBook, judge_integrity
 from controller.search.trial import TrialPlan, knob_overrides, plausibility_for
 from controller.store.archive import Archive, Candidate, Operation
 from controller.store.records import (
-    ATTR_CANDIDATE,
-    ATTR_CONFIRM_OF,
-    ATTR_DISCREDITS,
-    ATTR_VERIFIES,
     candidate_attrs,
     rebuild_archive,
     with_extra_seed,
 )
+from controller.store.trial_attrs import TrialAttrs
 from sandbox.knobs import Knob
 from sandbox.spec import IntegrityCheck, IntegrityReport, ProbeKind, RunResult, RunStatus
 from tests.controller.test_records import record, study  # noqa: F401  (the study fixture)
@@ -74,12 +71,14 @@ def test_a_verifying_confirm_run_clears_the_hold_and_a_failing_one_discredits_bo
         val_loss=0.7,
         probes=[probe(ProbeKind.PREFIX), probe(ProbeKind.FULL)],
     )
-    assert judge_integrity(archive, 7, source, None, passed) == {ATTR_VERIFIES: 1}
+    assert judge_integrity(archive, 7, source, None, passed) == TrialAttrs(verifies=1)
     assert archive.get(1).eligible and archive.get(1).verified
 
     prefix_only = RunResult(status=RunStatus.OK, val_bpb=1.01, val_loss=0.7, probes=[probe(ProbeKind.PREFIX)])
     archive.add(cand(3, 1.0, suspicious="too good"))
-    assert judge_integrity(archive, 8, archive.get(3), None, prefix_only) == {}  # not a verification
+    assert (
+        judge_integrity(archive, 8, archive.get(3), None, prefix_only).written() == {}
+    )  # not a verification
     assert archive.get(3).held
 
     record_on_full = cand(4, 1.02, parent=1, tier="full", operation=Operation.CONFIRM)
@@ -90,24 +89,26 @@ def test_a_verifying_confirm_run_clears_the_hold_and_a_failing_one_discredits_bo
         failed_check=IntegrityCheck.CAUSALITY,
     )
     verdict = judge_integrity(archive, 9, archive.get(1), record_on_full, failed)
-    assert verdict[ATTR_DISCREDITS]["trials"] == [1, 4]
+    assert verdict.discredits is not None and verdict.discredits.trials == (1, 4)
     for trial in (1, 4):
         assert not archive.get(trial).eligible and archive.get(trial).discredited
         assert "trial 9 (a confirm run) failed: integrity check 'causality'" in archive.get(trial).suspicious
     crashed = RunResult(status=RunStatus.CRASHED, reason="eval phase exited with code 1")
-    assert judge_integrity(archive, 10, archive.get(0), None, crashed) == {}  # a crash proves nothing
+    assert (
+        judge_integrity(archive, 10, archive.get(0), None, crashed).written() == {}
+    )  # a crash proves nothing
 
 
 def test_verifications_and_discredits_survive_a_rebuild(study):  # noqa: F811
-    record(study, 1.5, {ATTR_CANDIDATE: candidate_attrs(cand(0, 1.5, parent=None))})
-    record(study, 1.0, {ATTR_CANDIDATE: candidate_attrs(cand(1, 1.0, suspicious="too good"))})
-    record(study, 1.1, {ATTR_CANDIDATE: candidate_attrs(cand(2, 1.1))})
+    record(study, 1.5, {"candidate": candidate_attrs(cand(0, 1.5, parent=None))})
+    record(study, 1.0, {"candidate": candidate_attrs(cand(1, 1.0, suspicious="too good"))})
+    record(study, 1.1, {"candidate": candidate_attrs(cand(2, 1.1))})
     record(
         study,
         1.01,
-        {ATTR_CONFIRM_OF: 1, "val_bpb": 1.01, "val_loss": 1.01, ATTR_VERIFIES: 1, "operation": "confirm"},
+        {"confirm_of": 1, "val_bpb": 1.01, "val_loss": 1.01, "verifies": 1, "operation": "confirm"},
     )
-    record(study, None, {ATTR_DISCREDITS: {"trials": [2], "reason": "trial 4 (a confirm run) failed: x"}})
+    record(study, None, {"discredits": {"trials": [2], "reason": "trial 4 (a confirm run) failed: x"}})
 
     archive = rebuild_archive(study.trials())
 

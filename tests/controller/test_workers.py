@@ -258,13 +258,18 @@ def test_racing_publishes_keep_every_candidate_note_and_frontier(tmp_path):
     for commit, text in ((a1, '{"n": 1}'), (b2, '{"n": 2}')):
         assert git("--git-dir", str(remote_path), "notes", "--ref=refs/notes/golf", "show", commit) == text
 
-    # A push computed from a stale view loses its lease and is retried on top of the new state.
-    stale_view = dict(first._mirror())
-    second.publish(lambda: [2])  # trial 1 leaves the frontier: archived on the remote
-    first._mirror = lambda: stale_view  # type: ignore[method-assign]
-    assert first._push(first._updates([1, 2])) is False
-    del first._mirror
-    assert first.publish(lambda: [1, 2]) == 0
+    # A push computed from a stale view loses its lease and is retried on top of the new state: the
+    # other worker publishes between this one's fetch and its push.
+    raced: list[int] = []
+
+    def frontier_while_the_other_publishes() -> list[int]:
+        if not raced:
+            raced.append(second.publish(lambda: [2]))  # trial 1 leaves the frontier: archived
+            assert "refs/heads/cand/1" not in remote_refs(remote_path)
+        return [1, 2]
+
+    assert first.publish(frontier_while_the_other_publishes) == 1  # one rejected push, then through
+    assert raced == [0]
     refs = remote_refs(remote_path)
     assert refs["refs/heads/best/1"] == a1 and "refs/heads/cand/2" in refs
     first.pull()

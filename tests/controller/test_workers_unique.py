@@ -12,7 +12,7 @@ from collections import defaultdict
 import pytest
 
 from controller.config import load_campaign
-from controller.store.study import ATTR_REQUEUED_FROM, CampaignStudy
+from controller.store.study import CampaignStudy
 from tests.controller.campaigns import write_campaign
 from tests.controller.pg import postgres_url  # noqa: F401 (a fixture)
 from tests.controller.test_workers import TUNE_ONLY, git, run_workers
@@ -25,13 +25,13 @@ def experiments_run_twice(records) -> dict[tuple, list[int]]:
 
     A trial re-queued after its run was lost is the same experiment as its re-run, so it is left out;
     so are trials that never ran (still waiting)."""
-    superseded = {r.user_attrs.get(ATTR_REQUEUED_FROM) for r in records}
+    superseded = {r.attrs.requeued_from for r in records}
     groups: dict[tuple, list[int]] = defaultdict(list)
     for record in records:
-        attrs = record.user_attrs
-        if record.state == "WAITING" or record.number in superseded or not attrs.get("search_space"):
+        attrs = record.attrs
+        if record.state == "WAITING" or record.number in superseded or not attrs.search_space:
             continue
-        key = (attrs["parent_trial"], attrs["tier"], json.dumps(attrs["knob_values"], sort_keys=True))
+        key = (attrs.parent_trial, attrs.tier, json.dumps(attrs.knob_values, sort_keys=True))
         groups[key].append(record.number)
     return {key: numbers for key, numbers in groups.items() if len(numbers) > 1}
 
@@ -57,9 +57,9 @@ def test_two_workers_never_run_one_knob_setting_twice_on_a_parent_and_tier(tmp_p
     run_workers(toml, postgres_url, remote, tmp_path, ("w0", "w1"), timeout=180)
 
     records = CampaignStudy.from_config(load_campaign(toml)).trials()
-    tuned = [r for r in records if r.user_attrs.get("operation") == "tune" and r.state == "COMPLETE"]
+    tuned = [r for r in records if r.attrs.operation == "tune" and r.state == "COMPLETE"]
     # Not vacuous: both workers tuned, and most of the budget went to tuning the seed program.
-    assert {r.user_attrs["worker_name"] for r in tuned} == {"w0", "w1"}
+    assert {r.attrs.worker_name for r in tuned} == {"w0", "w1"}
     assert len(tuned) >= MAX_TRIALS // 2, [(r.number, r.state) for r in records]
     twice = experiments_run_twice(records)
     assert not twice, f"trials that repeat an experiment of the study: {sorted(twice.values())}"
