@@ -115,9 +115,7 @@ KNOBS = [
     Knob("VAL_BATCH_SIZE", int, 524288, help="validation tokens per forward, all ranks together"),
     Knob("COMPILE", bool, True, help="torch.compile on CUDA; CPU always runs eager"),
     Knob("FUSED_CE", bool, True, help="Triton softcapped cross-entropy on CUDA when triton is installed"),
-    Knob(
-        "SAVE_RAW_MODEL", bool, False, help="also write fp32 weights to $GOLF_OUT/raw_model.pt (benchmarks)"
-    ),
+    Knob("SAVE_RAW_MODEL", bool, False, help="also write fp32 weights to $GOLF_OUT/raw_model.pt (benches)"),
     # model
     Knob("NUM_LAYERS", int, 9, low=4, high=16),
     Knob("MODEL_DIM", int, 512, low=256, high=768, step=64),
@@ -148,6 +146,7 @@ KNOBS = [
     Knob("QUANT_BITS_EMBED", int, 8, choices=(4, 5, 6, 7, 8, 16), help="per-row bits; 16 = fp16"),
     Knob("QUANT_KEEP_FLOAT_NUMEL", int, 65536, help="tensors this small or smaller are stored as fp16"),
     Knob("QUANT_CLIP_SEARCH", bool, False, choices=(False, True), help="per-row MSE-best clip of absmax"),
+    Knob("QUANT_SCALE_FLOOR", float, 0.007874, low=0.0, high=0.016, help="least row step; 1/127 as baseline"),
     Knob("COMPRESSOR", str, "auto", choices=("auto", "zlib", "zstd", "lzma", "brotli")),
     # evaluation
     Knob("EVAL_SEQ_LEN", int, 1024, choices=(512, 1024, 2048, 4096)),
@@ -844,17 +843,19 @@ EMBED_NAME = "tok_emb.weight"
 CLIP_RATIOS = (1.0, 0.995, 0.99, 0.98, 0.96, 0.94, 0.92, 0.9, 0.87, 0.84, 0.8)
 
 
-def quantize_rows(w: Tensor, bits: int, clip_search: bool) -> tuple[Tensor, Tensor]:
+def quantize_rows(w: Tensor, bits: int, clip_search: bool, floor: float = 0.0) -> tuple[Tensor, Tensor]:
     """Symmetric per-row quantization to [-(2^(bits-1)-1), 2^(bits-1)-1]: int8 values and fp16 row scales.
-    With clip_search each row picks the clip (a fraction of its absmax) with the least squared error,
-    a cheap cousin of the clip search in GPTQ-style int6 records."""
+    A row's step is absmax / qmax but at least `floor` (the official baseline's 1/127: small rows share one
+    coarser grid, which compresses much better). With clip_search each row picks the clip (a fraction of
+    its absmax) with the least squared error, a cheap cousin of the clip search in GPTQ-style int6 records."""
     w = w.detach().float()
     qmax = 2 ** (bits - 1) - 1
     absmax = w.abs().amax(dim=1, keepdim=True)
     best_q = best_scale = best_err = None
     for ratio in CLIP_RATIOS if clip_search else (1.0,):
         # scales are stored as fp16: round them up so the unclipped row still fits in [-qmax, qmax]
-        scale = (absmax * ratio / qmax * (1.0 + 2.0**-10)).half().float().clamp_min(2.0**-24)
+        step = torch.clamp(absmax * ratio / qmax, min=floor)
+        scale = (step * (1.0 + 2.0**-10)).half().float().clamp_min(2.0**-24)
         q = (w / scale).round().clamp_(-qmax, qmax)
         err = (q * scale - w).square().sum(dim=1, keepdim=True)
         if best_err is None:
@@ -873,7 +874,7 @@ def pack_state(state: dict[str, Tensor], cfg: SimpleNamespace) -> bytes:
         t = t.detach()
         bits = cfg.quant_bits_embed if name == EMBED_NAME else cfg.quant_bits_matrix
         if t.ndim == 2 and t.numel() > cfg.quant_keep_float_numel and bits < 16:
-            q, scale = quantize_rows(t, bits, cfg.quant_clip_search)
+            q, scale = quantize_rows(t, bits, cfg.quant_clip_search, cfg.quant_scale_floor)
             entries.append({"name": name, "shape": list(t.shape), "kind": "q", "bits": bits})
             ints.append(q.cpu().numpy().tobytes())
             floats.append(scale.cpu().numpy().tobytes())

@@ -89,26 +89,39 @@ def main() -> None:
         sys.exit("no CUDA device: the baseline-shape benchmark needs a GPU (use --tiny for a CPU smoke run)")
     base = dict(TINY) if args.tiny else {}
     base.update(MAX_WALLCLOCK_SECONDS="0", WARMDOWN_ITERS="0", WARMUP_STEPS="10")
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = tg.read_settings(base)
-        data = args.data or str(synthetic_shards(Path(tmp), cfg.vocab_size, 8 * cfg.train_batch_tokens))
-        base["DATA_PATH"] = data
-        results = {name: run_variant({**base, **extra}, args.steps, rt) for name, extra in VARIANTS.items()}
-    reference = results["eager_ce"]["losses"]
-    print(f"device: {torch.cuda.get_device_name() if rt.is_cuda else 'cpu'} | torch {torch.__version__}")
+    device = torch.cuda.get_device_name() if rt.is_cuda else "cpu"
+    cfg = tg.read_settings(base)
+    print(f"device: {device} | torch {torch.__version__}")
     print(
         f"shape: {cfg.num_layers}x{cfg.model_dim}, seq {cfg.train_seq_len}, {cfg.train_batch_tokens:,} tok/step"
     )
+    numbers = {
+        "device": device,
+        "torch": torch.__version__,
+        "shape": f"{cfg.num_layers}x{cfg.model_dim}, seq {cfg.train_seq_len}",
+        "train_batch_tokens": cfg.train_batch_tokens,
+        "timed_steps": args.steps,
+        "warmup_steps": int(base["WARMUP_STEPS"]),
+        "data": args.data or "synthetic Zipf tokens",
+        "variants": {},
+    }
     print(f"{'variant':<10} {'fused':>5} {'ms/step':>9} {'tok/s':>12} {'max |dloss|':>12} {'warm-up s':>10}")
-    for name, r in results.items():
-        diff = max(abs(a - b) for a, b in zip(r["losses"], reference, strict=True))
-        r["max_loss_diff_vs_eager"] = diff
-        print(
-            f"{name:<10} {r['fused_ce_active']!s:>5} {r['median_ms_per_step']:>9.1f} "
-            f"{r['tokens_per_second']:>12,.0f} {diff:>12.2e} {r['warmup_seconds']:>10.1f}"
-        )
-    if args.out:
-        args.out.write_text(json.dumps(results, indent=2))
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or str(synthetic_shards(Path(tmp), cfg.vocab_size, 8 * cfg.train_batch_tokens))
+        base["DATA_PATH"] = data
+        for name, extra in VARIANTS.items():  # eager first: the reference for the loss difference
+            r = numbers["variants"][name] = run_variant({**base, **extra}, args.steps, rt)
+            reference = numbers["variants"]["eager_ce"]["losses"]
+            diff = max(abs(a - b) for a, b in zip(r["losses"], reference, strict=True))
+            r["max_loss_diff_vs_eager"] = diff
+            print(
+                f"{name:<10} {r['fused_ce_active']!s:>5} {r['median_ms_per_step']:>9.1f} "
+                f"{r['tokens_per_second']:>12,.0f} {diff:>12.2e} {r['warmup_seconds']:>10.1f}",
+                flush=True,
+            )
+            if args.out:  # after every variant: a run stopped by a timeout keeps what it measured
+                args.out.parent.mkdir(parents=True, exist_ok=True)
+                args.out.write_text(json.dumps(numbers, indent=2))
 
 
 if __name__ == "__main__":
