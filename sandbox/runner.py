@@ -4,7 +4,8 @@ Layout of ``spec.out_dir`` (docs/contract.md):
 
     artifact/                    the train phase's GOLF_ARTIFACT_DIR (counted bytes)
     train/  eval/                GOLF_OUT of each phase (phases="split")
-    run/                         GOLF_OUT of the single process (phases="all")
+    run/                         GOLF_OUT of the single process (phases="all" and "published")
+    work/                        a published run's working directory (its *.ptz model is counted)
     probe-prefix/  probe-full/   GOLF_OUT of each integrity probe's eval (sandbox.probe)
     probe-*-data/                a probe's validation stream, one shard
     probe-*-positions.i64        the positions whose full rows a probe must dump
@@ -19,6 +20,7 @@ start) raise :class:`sandbox.errors.HarnessError`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -45,6 +47,7 @@ from sandbox.phases import (
 )
 from sandbox.probe import ProbeFiles, probe_names, run_probes
 from sandbox.progress import OnEvent
+from sandbox.published import measure_published, reported_score
 from sandbox.scoring import TokenBytes, score
 from sandbox.shards import ShardFormatError, load_tokens, shard_paths
 from sandbox.spec import IntegrityCheck, Limits, Phase, ProbeKind, RunResult, RunSpec, RunStatus
@@ -121,11 +124,19 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             extra={"docker_image": spec.docker_image} if spec.backend == "docker" else {},
         )
 
-    plan = _run_single_process if spec.phases == "all" else _run_split
-    eval_out = plan(invocation, backend, on_event, account, entry_path, limits)
+    plans = {"all": _run_single_process, "split": _run_split, "published": _run_published}
+    eval_out = plans[spec.phases](invocation, backend, on_event, account, entry_path, limits)
 
     val_bpb = val_loss = None
-    if not account.failed:
+    self_reported = spec.phases == "published"
+    if self_reported and not account.failed:
+        reported = reported_score(account.log_path)
+        if reported is None:
+            account.fail(RunStatus.INVALID, "the program's log names no val_bpb: nothing to report")
+        else:
+            val_bpb, val_loss = reported.val_bpb, reported.val_loss
+            account.notes.append(f"self-reported score, from the program's log: {reported.line[:200]}")
+    elif not account.failed:
         scored = _score(spec, eval_out, val_tokens, token_bytes, account)
         if scored is not None:
             nll, val_bpb, val_loss = scored
@@ -180,11 +191,12 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         log_path=account.log_path,
         error_excerpt=account.error_excerpt,
         suspicious=implausibility(spec.plausibility, val_bpb) if account.status is RunStatus.OK else "",
-        claimed_bpb=account.program.claimed_bpb,
+        claimed_bpb=val_bpb if self_reported else account.program.claimed_bpb,
         notes=account.notes,
         failed_check=account.failed_check,
         stopped_by=account.stopped_by,
         probes=account.probes,
+        self_reported=self_reported,
     )
     _write_atomically(out / "result.json", result.model_dump_json(indent=2))
     return result
@@ -210,6 +222,32 @@ def _run_single_process(
         # is part of what the timer may leave unaccounted (the split default has no such slack).
         allowance = limits.startup_grace_seconds + limits.eval_seconds
         _check_timer(account, outcome.wall_seconds, limits.train_seconds, allowance)
+    return inv.out_dir
+
+
+def _run_published(
+    invocation: MakeInvocation,
+    backend: Backend,
+    on_event: OnEvent | None,
+    account: Account,
+    entry_path: Path,
+    limits: Limits,
+) -> Path:
+    """phases="published": one process as the challenge ran it, in a working directory that is kept;
+    its bytes are the code plus the compressed model it wrote there (sandbox.published)."""
+    inv = invocation(Phase.ALL)
+    workdir = inv.out_dir.parent / "work"
+    workdir.mkdir()
+    inv = dataclasses.replace(inv, workdir=workdir)
+    outcome = execute(backend, inv, on_event, account)
+    account.train_seconds = outcome.wall_seconds
+    account.curve = read_phase_curve(inv.out_dir, account)
+    check_phase(outcome, inv, account)
+    if not account.failed:
+        try:
+            account.artifact = measure_published(entry_path, workdir)
+        except OutputError as exc:
+            account.fail(RunStatus.INVALID, str(exc))
     return inv.out_dir
 
 
@@ -257,7 +295,10 @@ def _data_files(spec: RunSpec) -> tuple[list[Path], list[Path]]:
 def _prepare_out_dir(out: Path) -> None:
     """Create the layout; clear only names the harness owns, so a rerun starts from nothing stale."""
     out.mkdir(parents=True, exist_ok=True)
-    folders, files = ["artifact", "train", "eval", "run"], ["train.log", "eval.log", "run.log", "result.json"]
+    folders, files = (
+        ["artifact", "train", "eval", "run", "work"],
+        ["train.log", "eval.log", "run.log", "result.json"],
+    )
     for kind in ProbeKind:
         name, data, positions = probe_names(kind)
         folders += [name, data]

@@ -144,7 +144,9 @@ class RunSpec(BaseModel):
     seed: int = 1337
     nproc: int = 1
     gpus: tuple[int, ...] = ()  # GPU indices; empty means CPU
-    phases: Literal["split", "all"] = "split"  # split: train then eval as isolated steps
+    # split: train then eval as isolated steps; all: one contract process; published: a program
+    # without the run contract, run as the challenge ran it (sandbox.published), its score self-reported
+    phases: Literal["split", "all", "published"] = "split"
     data: DataPaths
     limits: Limits = Field(default_factory=Limits)
     out_dir: Path  # the harness's folder for this run: logs, outputs, artifact
@@ -230,6 +232,9 @@ class RunResult(BaseModel):
     failed_check: IntegrityCheck | None = None  # the check that made the status what it is, if one did
     stopped_by: StopRequest | None = None  # set when the caller's progress callback stopped the run
     probes: list[IntegrityReport] = Field(default_factory=list)  # the integrity probes it passed, in order
+    # val_bpb/val_loss are the program's own final log line (a published run): not recomputed,
+    # never verified, so never a parent of record
+    self_reported: bool = False
 
     @property
     def verified(self) -> bool:

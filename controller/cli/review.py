@@ -72,6 +72,11 @@ def status(campaign: CampaignArg, as_json: JsonOption = False) -> None:
             console.print(
                 f"{label}: trial {row.trial} [bold]{row.val_bpb:.4f}[/]{std} bpb ({row.seeds} seed(s))"
             )
+    if (row := state.best_self_reported) is not None:
+        console.print(
+            f"best self-reported: trial {row.trial} {row.val_bpb:.4f} bpb, by its own log (run as "
+            "published; not recomputed, never a parent)"
+        )
     trials_cap = f" of {state.max_trials}" if state.max_trials is not None else ""
     usd_cap = f" of ${state.max_llm_usd:.2f}" if state.max_llm_usd is not None else ""
     console.print(f"budget: {state.trials_used} trials{trials_cap} · LLM ${state.llm_usd:.2f}{usd_cap}")
@@ -117,7 +122,10 @@ def leaderboard(
         table.add_column(column, no_wrap=True, justify="right", min_width=len(column))
     table.add_column("hypothesis", overflow="fold", ratio=1)
     for r in rows:
-        flag = "" if r.eligible else f" ({r.status}{', suspicious' if r.suspicious else ''})"
+        if r.self_reported:
+            flag = " (self-reported)"
+        else:
+            flag = "" if r.eligible else f" ({r.status}{', suspicious' if r.suspicious else ''})"
         table.add_row(
             str(r.rank),
             str(r.trial),
@@ -179,6 +187,7 @@ def show(
     std = f" ± {detail.val_bpb_std:.4f}" if detail.val_bpb_std is not None else ""
     bpb = (
         f"{detail.val_bpb:.4f}{std} bpb over {len(detail.seed_bpbs)} seed(s)"
+        + (" (self-reported: the program's own log, not recomputed)" if detail.self_reported else "")
         if detail.val_bpb
         else "no score"
     )
@@ -322,16 +331,54 @@ def _check_knobs(campaign: Path, config, values: dict[str, str], parent: int | N
 
 def seed(
     campaign: CampaignArg,
-    program: Annotated[Path, typer.Option("--from", help="a train_gpt.py to import as a new root")],
+    program: Annotated[
+        Path, typer.Option("--from", help="a program, or a challenge records folder, to import as a new root")
+    ],
     title: Annotated[str, typer.Option(help="what the program is")] = "",
 ) -> None:
-    """Import any program as a new root of the campaign (its knob table is used when it has one)."""
+    """Import a program or a challenge record as a new root of the campaign.
+
+    A program with a knob table is queued as it is. Anything else (a records folder, a
+    self-extracting or exec-stub program, one without a table) is read by the importer: unwrapped,
+    given a knob table from its published settings, and, without the run contract, run as published
+    with its score self-reported. What it needs that this machine lacks is said first.
+    """
+    from controller.search.imports import queue_record
     from controller.search.requests import add_seed, load_requests
 
     config = load(campaign)
-    request_id = add_seed(config.run_dir, program, title)
+    if program.is_file() and _has_knob_table(program):
+        request_id = add_seed(config.run_dir, program, title)
+    else:
+        queued = queue_record(config.run_dir, program, title)
+        request_id, record = queued.request_id, queued.record
+        score = f", published {record.score.val_bpb:.4f} bpb" if record.score is not None else ""
+        console.print(
+            escape(
+                f"read {record.name}: {record.wrapping.value.replace('_', '-')} program, {len(record.knobs)} knobs{score}"
+            ),
+            highlight=False,
+        )
+        if queued.table_added:
+            console.print("gave it a knob table with its published settings as defaults", highlight=False)
+        if queued.published:
+            console.print(
+                "it does not follow the run contract: it runs as published, its score self-reported "
+                "(never a parent of record)",
+                highlight=False,
+            )
+        for need in queued.missing:
+            console.print(escape(f"needs {need.name}: {need.message}; {need.hint}"), highlight=False)
     request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
     console.print(escape(f"queued {request_id}: {request.summary()}"), highlight=False)
+
+
+def _has_knob_table(program: Path) -> bool:
+    try:
+        source = program.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return True  # add_seed names the problem
+    return any(line.startswith("KNOBS") for line in source.splitlines())
 
 
 def confirm(

@@ -79,10 +79,16 @@ class Submission(BaseModel):
 def export_candidate(campaign: Campaign, trial: int, dest: Path, info: SubmissionInfo) -> Submission:
     """Write the records folder of candidate ``trial`` into ``dest`` (new or empty); return the submission.
 
-    Raises :class:`ControllerError` when the trial has no scored program, ``dest`` is not empty, or
-    no seed of the candidate was scored.
+    Raises :class:`ControllerError` when the trial has no scored program, its score is self-reported,
+    ``dest`` is not empty, or no seed of the candidate was scored.
     """
     candidate = campaign.candidate(trial)
+    if candidate.self_reported:
+        raise ControllerError(
+            f"trial {trial}'s score is its program's own log line (it ran as published, without the run "
+            "contract), so autogolf has no score of its own to put in a submission",
+            hint="export a program the harness scored: one that follows the run contract",
+        )
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ControllerError(f"{dest} exists and is not an empty folder", hint="export into a new folder")

@@ -272,8 +272,10 @@ def leaderboard_table(rows: list[LeaderboardRow]) -> str:
     )
     body = []
     for r in rows:
+        mark = " <span title='run as published: its own log line, not recomputed'>(self-reported)</span>"
         body.append(
-            f"<tr><td>{r.rank}</td><td><a href='#trial-{r.trial}'>{r.trial}</a></td><td>{r.val_bpb:.4f}</td>"
+            f"<tr><td>{r.rank}</td><td><a href='#trial-{r.trial}'>{r.trial}</a></td>"
+            f"<td>{r.val_bpb:.4f}{mark if r.self_reported else ''}</td>"
             f"<td>{_num(r.val_bpb_std, '.4f')}</td><td>{r.seeds}</td><td>{_num(r.delta_parent_bpb, '+.4f')}</td>"
             f"<td>{_num(r.delta_seed_bpb, '+.4f')}</td><td>{_num(r.artifact_bytes, ',')}</td>"
             f"<td>{_num(r.headroom_bytes, ',')}</td><td>{_num(r.train_seconds, '.1f')}</td>"

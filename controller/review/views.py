@@ -28,6 +28,7 @@ from controller.store.archive import Archive, Candidate, Operation
 from controller.store.gitstore import GitStore
 from controller.store.records import rebuild_archive
 from controller.store.study import CampaignStudy, TrialRecord, budget_trials
+from sandbox.spec import RunStatus
 
 LOG_TAIL_LINES = 40
 
@@ -132,6 +133,7 @@ class LeaderboardRow(BaseModel):
     eligible: bool
     suspicious: str
     hypothesis: str
+    self_reported: bool = False  # the program's own score (run as published): shown, never a parent
 
 
 def leaderboard(
@@ -139,14 +141,12 @@ def leaderboard(
 ) -> list[LeaderboardRow]:
     """Scored candidates of ``tier`` (default: the explore tier), best first by the archive's order.
 
-    Only eligible ones (ok, within the limits, not suspicious) unless ``include_ineligible``.
+    Only eligible ones (ok, within the limits, not suspicious) and self-reported ones (a program run
+    as published: ranked after the rest, since its score is its own) unless ``include_ineligible``.
     """
     tier = tier or campaign.explore_tier
-    pool = [
-        c
-        for c in campaign.archive
-        if c.tier == tier and c.val_bpb is not None and (c.eligible or include_ineligible)
-    ]
+    shown = (lambda c: True) if include_ineligible else (lambda c: c.eligible or _self_reported_ok(c))
+    pool = [c for c in campaign.archive if c.tier == tier and c.val_bpb is not None and shown(c)]
     ranked = sorted(pool)[: limit or None]
     return [leaderboard_row(campaign, c, rank) for rank, c in enumerate(ranked, start=1)]
 
@@ -182,7 +182,12 @@ def leaderboard_row(campaign: Campaign, c: Candidate, rank: int) -> LeaderboardR
         eligible=c.eligible,
         suspicious=c.suspicious,
         hypothesis=c.hypothesis,
+        self_reported=c.self_reported,
     )
+
+
+def _self_reported_ok(c: Candidate) -> bool:
+    return c.self_reported and c.status is RunStatus.OK and c.feasible
 
 
 def _delta(candidate: Candidate, other: Candidate | None) -> float | None:
@@ -209,6 +214,7 @@ class CampaignStatus(BaseModel):
     trials_by_operation: dict[str, int]
     best_of_record: LeaderboardRow | None  # the best confirmed candidate (parent of record)
     best_seen: LeaderboardRow | None  # the best eligible candidate, confirmed or not
+    best_self_reported: LeaderboardRow | None = None  # the best program run as published, by its own log
     trials_used: int
     max_trials: int | None
     llm_usd: float
@@ -231,6 +237,7 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
     started = [t.started for t in trials if t.started is not None]
     completed = [t.completed for t in trials if t.completed is not None]
     budget = campaign.config.budget
+    reported = sorted(c for c in campaign.archive if c.tier == campaign.explore_tier and _self_reported_ok(c))
     return CampaignStatus(
         campaign=campaign.config.campaign.name,
         run_dir=campaign.run_dir,
@@ -238,6 +245,7 @@ def campaign_status(campaign: Campaign) -> CampaignStatus:
         trials_by_operation=dict(Counter(str(t.attrs.operation or "?") for t in trials)),
         best_of_record=leaderboard_row(campaign, incumbent, 0) if incumbent else None,
         best_seen=leaderboard_row(campaign, best, 1) if best else None,
+        best_self_reported=leaderboard_row(campaign, reported[0], 0) if reported else None,
         trials_used=len(budget_trials(trials)),
         max_trials=budget.max_trials,
         llm_usd=llm_spend(campaign.run_dir),
@@ -325,6 +333,7 @@ class TrialDetail(BaseModel):
     request_id: str | None
     parent_trial: int | None
     commit: str | None
+    self_reported: bool = False  # val_bpb is the program's own log line (run as published)
     lineage: list[tuple[int, str, float | None]]  # (trial, hypothesis, val_bpb), root first
     val_bpb: float | None
     val_bpb_std: float | None
@@ -380,6 +389,7 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
         eval_seconds=result.get("eval_seconds"),
         confirmed=candidate.confirmed if candidate else False,
         verified=candidate.verified if candidate else False,
+        self_reported=candidate.self_reported if candidate else attrs.published,
         suspicious=candidate.suspicious if candidate else "",
         failed_check=str(run_result.get("failed_check") or "") or None,
         integrity=[probe_summary(probe) for probe in run_result.get("probes", [])],

@@ -243,7 +243,7 @@ class Controller:
             if plan.requeued is not None:
                 handle = plan.requeued
             else:
-                attrs = TrialAttrs(hypothesis=plan.hypothesis, seed=plan.seed)
+                attrs = TrialAttrs(hypothesis=plan.hypothesis, seed=plan.seed, published=plan.published)
                 if plan.request is not None:
                     attrs = attrs.merged(request_attrs(plan.request))
                 if plan.proposal is not None:
@@ -291,7 +291,11 @@ class Controller:
         self.say(headline)
         with state.lock:
             plausibility = plausibility_for(self.config, state.archive, plan)
-        result = run_plan(ws, plan, handle, tier, tier_env, program_dir, gpus, state.interrupt, plausibility)
+        run_env = dict(tier_env)
+        if plan.published:  # it reads its environment, not its (injected) knob table: pass every value
+            values = handle.knob_values
+            run_env = {**{k.name: k.render(values[k.name]) for k in knobs if k.name in values}, **tier_env}
+        result = run_plan(ws, plan, handle, tier, run_env, program_dir, gpus, state.interrupt, plausibility)
         free_slot()  # the GPUs are done: the next trial starts while this one is recorded
         self.recorder.record(plan, handle, result, changed)
 

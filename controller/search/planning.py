@@ -185,6 +185,16 @@ class Planner:
         """The smoke tier's settings for a program with ``knobs``, its schedule keyed on steps."""
         return deterministic_smoke(knob_overrides(self.config.tiers.get("smoke"), "smoke", knobs), knobs)
 
+    def _record_not_run(self, request: Request, reason: str) -> None:
+        """A request that cannot run here is still a trial: a FAIL with the reason, so it is consumed
+        and the reason shows in status and show, never a silent skip."""
+        with self.state.lock:
+            handle = self.ws.study.ask(
+                None, [], {}, tier=self.state.explore, operation=Operation.SEED, attrs=request_attrs(request)
+            )
+            self.ws.study.fail(handle, reason)
+        self.state.say(f"trial {handle.number}: request {request.id} {reason}")
+
     def _record_give_up(
         self, parent: Candidate, operation: Operation, give_up: GiveUp, request: Request | None = None
     ) -> None:
@@ -276,10 +286,25 @@ class Planner:
     def _plan_request(self, request: Request) -> TrialPlan | None:
         """One plan for a hypothesis, knob or seed request; confirm requests go to the urgent queue."""
         if request.kind is RequestKind.SEED:
+            tier = self.config.tiers.get(self.state.explore)
+            if request.needs_cuda and tier.device != "gpu":
+                self._record_not_run(
+                    request,
+                    f"not run: the program needs CUDA and the {self.state.explore} tier runs on CPU; "
+                    "run it in a campaign whose explore tier has GPUs",
+                )
+                return None
             program = (self.ws.run_dir / str(request.program)).read_text(encoding="utf-8")
             title = request.title or f"imported program ({request.id})"
             proposal = Proposal(hypothesis=title, files={self.ws.entry: program}, proposer="seed")
-            return TrialPlan(Operation.SEED, self.state.explore, None, proposal, request=request)
+            return TrialPlan(
+                Operation.SEED,
+                self.state.explore,
+                None,
+                proposal,
+                request=request,
+                published=request.published,
+            )
         parent = self._request_parent(request)
         if parent is None:  # nothing scored yet: try again once the seed program has a score
             with self.state.lock:

@@ -91,6 +91,9 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
     original = handle.attrs.original_trial
     program = ws.trial_dir(original if original is not None else handle.requeued_from) / "program" / ws.entry
     files = {ws.entry: program.read_text()} if program.exists() else {}
+    operation = Operation(handle.operation or "mutate")
+    # A root's program is its own (an imported seed); a child's is an edit of a parent still held.
+    own_program = parent is not None or operation is Operation.SEED
     proposal = (
         Proposal(
             hypothesis=handle.attrs.hypothesis,
@@ -98,13 +101,14 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
             files=files,
             scoring_change=handle.attrs.scoring_change,
         )
-        if files and parent
+        if files and own_program
         else None
     )
     return TrialPlan(
-        operation=Operation(handle.operation or "mutate"),
+        operation=operation,
         tier_name=handle.tier or explore,
         parent=parent,
         proposal=proposal,
         requeued=handle,
+        published=handle.attrs.published,
     )

@@ -74,6 +74,10 @@ class Request(BaseModel):
     program: str | None = None  # seed: the copied program, relative to the run folder
     title: str = ""  # seed: what the program is
     knob_names: tuple[str, ...] = ()  # seed: its knob table ((): none; it runs with its own defaults)
+    # seed: a program without the run contract, run as the challenge ran it (its score self-reported)
+    published: bool = False
+    reported_bpb: float | None = None  # seed: the score its record published, for comparison
+    needs_cuda: bool = False  # seed: it cannot run without a GPU (a CPU tier records why it skipped)
     trial: int | None = None  # confirm: the candidate to re-run
     seeds: int = 0  # confirm: how many more seeds
 
@@ -91,7 +95,8 @@ class Request(BaseModel):
             return " ".join(f"{k}={v}" for k, v in self.knob_values.items()) + on
         if self.kind is RequestKind.SEED:
             table = f"{len(self.knob_names)} knobs" if self.knob_names else "no knob table"
-            return f"new root {self.title or self.program} ({table})"
+            how = ", run as published, self-reported score" if self.published else ""
+            return f"new root {self.title or self.program} ({table}{how})"
         return f"{self.seeds} more seed(s) of trial {self.trial}"
 
 
@@ -130,19 +135,32 @@ def add_knobs(run_dir: Path, values: Mapping[str, str], parent_trial: int | None
     return _append(run_dir, RequestKind.KNOBS, {"knob_values": clean, "parent_trial": parent_trial})
 
 
-def add_seed(run_dir: Path, program: Path, title: str = "") -> str:
+def add_seed(
+    run_dir: Path,
+    program: Path,
+    title: str = "",
+    *,
+    source: str | None = None,
+    published: bool = False,
+    reported_bpb: float | None = None,
+    needs_cuda: bool = False,
+) -> str:
     """Copy ``program`` into ``seeds/<id>.py`` and queue it as a new root; return its id (``s-NNN``).
 
+    ``source`` is the text to queue instead of the file's bytes (an imported record, unwrapped and
+    given a knob table); ``published`` marks a program without the run contract, run as published.
     A program without a knob table is accepted (it runs with its own defaults); one with a malformed
     table, or one that is not UTF-8 Python, raises :class:`RequestError` naming the problem.
     """
     program = Path(program)
-    try:
-        source = program.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RequestError(f"{program}: no such file", hint="give the path of a train_gpt.py") from None
-    except UnicodeDecodeError as exc:
-        raise RequestError(f"{program} is not UTF-8 text: {exc}") from None
+    copy_bytes = source is None  # a program queued as it is: byte for byte (its code bytes count)
+    if source is None:
+        try:
+            source = program.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise RequestError(f"{program}: no such file", hint="give the path of a train_gpt.py") from None
+        except UnicodeDecodeError as exc:
+            raise RequestError(f"{program} is not UTF-8 text: {exc}") from None
     try:
         knob_names = tuple(k.name for k in parse_knob_table(source, filename=program.name))
     except KnobTableError as exc:
@@ -155,11 +173,18 @@ def add_seed(run_dir: Path, program: Path, title: str = "") -> str:
     seeds.mkdir(parents=True, exist_ok=True)
 
     def fields(request_id: str) -> dict[str, Any]:
-        shutil.copyfile(program, seeds / f"{request_id}.py")  # byte for byte, before the line exists
+        # Written before the request line exists, so a queued request always has its program.
+        if copy_bytes:
+            shutil.copyfile(program, seeds / f"{request_id}.py")
+        else:
+            (seeds / f"{request_id}.py").write_text(source, encoding="utf-8", newline="\n")
         return {
             "program": f"{SEEDS_DIR}/{request_id}.py",
             "title": title or program.name,
             "knob_names": knob_names,
+            "published": published,
+            "reported_bpb": reported_bpb,
+            "needs_cuda": needs_cuda,
         }
 
     return _append(run_dir, RequestKind.SEED, fields)

@@ -49,6 +49,7 @@ class TrialPlan:
     seed: int = BASE_SEED
     requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
     request: Request | None = None  # the queued request (controller.search.requests) this trial serves
+    published: bool = False  # a program without the run contract: run as published, score self-reported
     # its share of the in-flight ledger (controller.search.inflight); None for a re-run of a study trial
     reservation: Reservation | None = field(default=None, compare=False, repr=False)
 
@@ -185,6 +186,7 @@ def run_plan(
         docker_image=ws.config.sandbox.image,
         label=f"{ws.config.campaign.name}/trial-{handle.number}",
         eval_seq_len=tier.harness_eval_seq_len(),
+        phases="published" if plan.published else "split",
         integrity=tier.integrity_settings(full=full_probe),
         plausibility=plausibility,
     )

@@ -52,6 +52,9 @@ class Candidate:
     suspicious: str = ""  # why a plausibility check failed; non-empty keeps it out of the parent pool
     verified: bool = False  # a run of this program passed the full integrity probe
     discredited: bool = False  # a later run failed an integrity check: never a parent again
+    # Its score is the program's own log line (a program run as published, without the run contract):
+    # shown beside the others, never a parent, never confirmed, never verified.
+    self_reported: bool = False
     knob_values: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -72,6 +75,7 @@ class Candidate:
             self.status is RunStatus.OK
             and self.feasible
             and not self.discredited
+            and not self.self_reported
             and (not self.suspicious or self.verified)
             and self.val_bpb is not None
         )
@@ -83,7 +87,7 @@ class Candidate:
             self.status is RunStatus.OK
             and self.feasible
             and bool(self.suspicious)
-            and not (self.verified or self.discredited)
+            and not (self.verified or self.discredited or self.self_reported)
         )
 
     def sort_key(self) -> tuple[int, float, float, int]:

@@ -68,6 +68,7 @@ def candidate_from_result(
         operation=operation,
         suspicious=result.suspicious,
         verified=result.verified,
+        self_reported=result.self_reported,
         knob_values={k: str(v) for k, v in knob_values.items()},
     )
 

@@ -53,6 +53,7 @@ class TrialAttrs(BaseModel):
     turns: int | None = None  # on a proposal the agent gave up on
     new_knobs: tuple[str, ...] = ()
     scoring_change: str = ""  # non-empty: the edit changes what the program writes to the scored files
+    published: bool = False  # the program has no run contract: run as published, score self-reported
     request_id: str | None = None  # on every trial made for a person's request
     hypothesis_id: str | None = None  # also on trials implementing a queued hypothesis
 

@@ -37,6 +37,9 @@ class PhaseInvocation:
     # cover, so the backend sets EVAL_SEQ_LEN to it after the knobs; the program cannot claim another.
     eval_seq_len: int | None = None
     label: str = ""
+    # A host folder kept as the program's working directory (a published run writes its model there);
+    # None: private scratch, gone after the phase.
+    workdir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)  # backend settings (e.g. docker image)
 
 

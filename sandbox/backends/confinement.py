@@ -151,7 +151,9 @@ def bwrap_argv(
     argv += ["--tmpfs", "/dev/shm", "--remount-ro", "/dev"]
     for source, target, ro in mount_plan(inv):
         argv += ["--ro-bind" if ro else "--bind", str(source), str(target)]
-    argv += ["--bind", str(scratch.work), str(WORK_DIR), "--bind", str(scratch.home), str(HOME_DIR)]
+    if inv.workdir is None:  # else mount_plan binds the kept working directory
+        argv += ["--bind", str(scratch.work), str(WORK_DIR)]
+    argv += ["--bind", str(scratch.home), str(HOME_DIR)]
     argv += ["--bind", str(scratch.tmp), "/tmp"]
     argv += ["--remount-ro", "/"]  # last: the empty root itself takes no files
     argv += ["--setenv", *marker, "--chdir", str(WORK_DIR), "--"]

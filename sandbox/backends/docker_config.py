@@ -114,7 +114,11 @@ def container_config(
             Mount(target=str(target), source=str(source.resolve()), type="bind", read_only=read_only)
             for source, target, read_only in mount_plan(inv)
         ],
-        "tmpfs": {str(p): tmpfs_options for p in ("/tmp", WORK_DIR, HOME_DIR)},
+        "tmpfs": {
+            str(p): tmpfs_options
+            for p in ("/tmp", WORK_DIR, HOME_DIR)
+            if p != WORK_DIR or inv.workdir is None  # a kept working directory is a bind mount
+        },
         "read_only": True,
         "network_mode": "none",
         "cap_drop": ["ALL"],

@@ -64,6 +64,8 @@ def prepare_launch(
     if containment.bwrap is None:
         for sub in ("work", "tmp", "data"):
             (run_dir / sub).mkdir()
+        workdir = inv.workdir if inv.workdir is not None else run_dir / "work"
+        workdir.mkdir(parents=True, exist_ok=True)
         paths = ProgramPaths(
             out=inv.out_dir,
             artifact=inv.artifact_dir,
@@ -74,7 +76,7 @@ def prepare_launch(
         fixed = {"HOME": str(run_dir), "TMPDIR": str(run_dir / "tmp"), MARKER_VARIABLE: marker}
         env = program_environment(inv, paths, defaults=base, fixed=fixed)
         program = program_command(inv, (inv.program_dir / inv.entry).resolve())
-        return Launch([*outer, *program], env, run_dir / "work", status_file)
+        return Launch([*outer, *program], env, workdir, status_file)
 
     scratch = Scratch.create(run_dir)
     fixed = {"HOME": str(HOME_DIR), "TMPDIR": "/tmp"}

@@ -9,7 +9,8 @@ bubblewrap (``sandbox.backends.confinement``). Defined once here, so that a prog
     /golf/artifact/             writable in train and all, read-only in eval
     /golf/out/                  writable: GOLF_OUT
     /golf/check_positions.i64   read-only, when the phase evaluates
-    /golf/work/ /golf/home/     private scratch (working directory, HOME), gone after the phase
+    /golf/work/ /golf/home/     private scratch (working directory, HOME), gone after the phase;
+                                a published run's /golf/work is a kept host folder (its model is there)
 """
 
 from __future__ import annotations
@@ -70,6 +71,8 @@ def mount_plan(inv: PhaseInvocation) -> list[Bind]:
         plan.append(Bind(path, DATA_DIR / path.name, True))
     if inv.check_positions_path is not None:
         plan.append(Bind(inv.check_positions_path, CHECK_POSITIONS, True))
+    if inv.workdir is not None:
+        plan.append(Bind(inv.workdir, WORK_DIR, False))
     # Anything that lives inside the writable output folder is mounted a second time over its place
     # there, with its own mode: otherwise an eval phase could rewrite its artifact through /golf/out.
     out = inv.out_dir.resolve()

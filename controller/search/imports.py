@@ -1,0 +1,107 @@
+"""A challenge record (a records folder, or one program) queued as a new root of the campaign.
+
+``importer`` reads the record without running it; this module turns what it read into a seed
+request: the readable program (wrappers and exec stubs resolved), given a knob table whose defaults
+are the record's published settings when it has none (so tiers can shrink it and the search can
+tune it), and marked *published* when it does not follow the run contract (it then runs as the
+challenge ran it, its score self-reported; see sandbox.published). What the program needs that this
+machine lacks is returned for the caller to say, one line per piece.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from controller.search.requests import add_seed
+from importer import (
+    ImportedRecord,
+    Need,
+    Requirement,
+    RequirementKind,
+    load_record,
+    missing_requirements,
+    render_knob_table,
+)
+
+# Lets the injected table run as ordinary code; the program itself never reads KNOBS.
+_KNOB_SHIM = (
+    "def Knob(name, type, default, **options):  # noqa: N802 - autogolf's knob table (sandbox/knobs.py)\n"
+    "    return (name, type, default, options)\n"
+)
+_TABLE_HEADER = (
+    "# autogolf: the settings this program reads from its environment, with the values its record\n"
+    "# was published with as defaults ({origin}). autogolf sets them per tier; the program ignores\n"
+    "# this table and reads the environment as before.\n"
+)
+
+
+@dataclass(frozen=True)
+class QueuedRecord:
+    """What ``queue_record`` queued, and what the caller should tell the user about it."""
+
+    request_id: str
+    record: ImportedRecord
+    published: bool  # no run contract: it runs as published, its score self-reported
+    missing: tuple[Requirement, ...]  # needed and absent on this machine
+    table_added: bool  # the program had no knob table; one was written from its settings
+
+
+def needs_cuda(record: ImportedRecord) -> bool:
+    return any(r.kind is RequirementKind.CUDA and r.need is Need.REQUIRED for r in record.requirements)
+
+
+def follows_contract(source: str) -> bool:
+    """Whether the program reads the run contract's variables (docs/contract.md)."""
+    return "GOLF_OUT" in source and "GOLF_PHASE" in source
+
+
+def with_knob_table(record: ImportedRecord) -> tuple[str, bool]:
+    """The record's readable source with a knob table, and whether one was added. A program that has
+    a ``KNOBS`` table keeps its own."""
+    source = record.source
+    if any(line.startswith("KNOBS") for line in source.splitlines()):
+        return source, False
+    table = _TABLE_HEADER.format(origin=record.name) + _KNOB_SHIM + render_knob_table(record.knobs) + "\n"
+    lines = source.splitlines(keepends=True)
+    at = _first_code_line(source)
+    return "".join(lines[:at]) + ("\n" if at else "") + table + "\n" + "".join(lines[at:]), True
+
+
+def queue_record(run_dir: Path, path: Path, title: str = "") -> QueuedRecord:
+    """Read the record at ``path`` and queue it as a seed request. Raises the importer's
+    :class:`~importer.RecordImportError` (nothing queued) for a record that cannot be read."""
+    record = load_record(path)
+    source, added = with_knob_table(record)
+    published = not follows_contract(record.source)
+    score = record.score.val_bpb if record.score is not None else None
+    request_id = add_seed(
+        run_dir,
+        record.source_path,
+        title or record.name,
+        source=source,
+        published=published,
+        reported_bpb=score,
+        needs_cuda=needs_cuda(record),
+    )
+    return QueuedRecord(request_id, record, published, missing_requirements(record.requirements), added)
+
+
+def _first_code_line(source: str) -> int:
+    """The 0-based line before which a table may go: after the module docstring and any
+    ``from __future__`` imports (which must stay first). 0 for source this Python cannot parse."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return 0
+    index = 0
+    if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+        index = 1
+    while (
+        index < len(body) and isinstance(body[index], ast.ImportFrom) and body[index].module == "__future__"
+    ):
+        index += 1
+    if index == 0:
+        return 0
+    return body[index - 1].end_lineno or 0
