@@ -50,6 +50,7 @@ class Workspace:
         return self.run_dir / "trials" / str(number)
 
     def close(self) -> None:
+        self.store.close()
         if self._lock is not None:
             self._lock.close()
             self._lock = None

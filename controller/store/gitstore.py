@@ -86,6 +86,8 @@ class GitStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._thread_lock = threading.RLock()
+        self._repo: git.Repo | None = None  # for reads, see _open
+        self._repo_lock = threading.Lock()
         self._lock_depth = 0
         self._lock_file: io.TextIOWrapper | None = None
 
@@ -328,17 +330,30 @@ class GitStore:
 
     # ------------------------------------------------------------------ internals
 
-    def _open(self) -> git.Repo:
-        """The repository for reading; use it in a ``with`` block. Closing it ends (and waits for) the
-        ``cat-file`` processes GitPython reads objects through, so none outlives the call, and a
-        repository opened per call sees what other processes wrote."""
-        try:
-            return git.Repo(self.path)
-        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
-            raise GitStoreError(
-                f"{self.path} is not a git repository",
-                hint="create it with GitStore.init (autogolf run does)",
-            ) from exc
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[git.Repo]:
+        """The repository for reading, one per store and one caller at a time (GitPython's ``Repo``
+        is not thread-safe). It keeps the ``cat-file`` processes it reads objects through between
+        calls: starting them was most of a small read's cost. It still sees what other processes
+        wrote since: GitPython reads refs from their files on every call, and ``cat-file`` re-reads
+        the object store when an object is not where it looked."""
+        with self._repo_lock:
+            if self._repo is None:
+                try:
+                    self._repo = git.Repo(self.path)
+                except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+                    raise GitStoreError(
+                        f"{self.path} is not a git repository",
+                        hint="create it with GitStore.init (autogolf run does)",
+                    ) from exc
+            yield self._repo
+
+    def close(self) -> None:
+        """End the reading processes (a later read starts them again)."""
+        with self._repo_lock:
+            if self._repo is not None:
+                self._repo.close()
+                self._repo = None
 
     def _commit(self, repo: git.Repo, rev: str) -> git.Commit:
         """The commit ``rev`` names, read now (GitPython takes a full sha on trust until its object is

@@ -178,13 +178,17 @@ def _children(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to list child processes")
-def test_no_git_process_outlives_many_operations(store):
+def test_git_processes_stay_bounded_over_many_operations_and_end_with_the_store(store):
     parent = store.seed_commit
     for trial in range(1, 21):
         parent = record(store, trial, parent=parent, text=f"v{trial}\n")
         store.read_trailers(parent)
         store.files_at(parent)
+        # The reading processes (cat-file --batch and --batch-check) are kept, never more than those.
+        assert len(_children(os.getpid())) <= 2
     store.set_frontier([20, 19, 18])
+    assert store.files_at(store.commit_of(20)) == {"train_gpt.py": "v20\n"}
+    store.close()
     assert _children(os.getpid()) == []
 
 
