@@ -25,7 +25,10 @@ from importer.hyperparams import (
 from importer.readme import ReadmeCommands, RunCommand, parse_readme_commands
 from importer.record import ImportedRecord, ReportedScore, load_record
 from importer.requirements import (
+    KNOWN_PACKAGES,
     Need,
+    PackageInfo,
+    Provider,
     Requirement,
     RequirementKind,
     find_requirements,
@@ -43,6 +46,9 @@ from importer.source import ParseMethod
 from importer.unwrap import Codec, Encoding, Layer, Unwrapped, Wrapping, unwrap_file, unwrap_text
 
 __all__ = [
+    "KNOWN_PACKAGES",
+    "PackageInfo",
+    "Provider",
     "Cast",
     "Codec",
     "Encoding",

@@ -343,7 +343,7 @@ def seed(
     given a knob table from its published settings, and, without the run contract, run as published
     with its score self-reported. What it needs that this machine lacks is said first.
     """
-    from controller.search.imports import queue_record
+    from controller.search.imports import image_needs, queue_record
     from controller.search.requests import add_seed, load_requests
 
     config = load(campaign)
@@ -369,8 +369,19 @@ def seed(
             )
         for need in queued.missing:
             console.print(escape(f"needs {need.name}: {need.message}; {need.hint}"), highlight=False)
+        if config.sandbox.backend == "docker" and (image := image_needs(record)):
+            _say_image_needs(image)
     request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
     console.print(escape(f"queued {request_id}: {request.summary()}"), highlight=False)
+
+
+def _say_image_needs(image) -> None:
+    from sandbox.backends.images import WHEELS_DIR, trainer_build_command
+
+    for module in image.wheels:
+        console.print(escape(f"the trainer image needs a wheel for {module}: put it in {WHEELS_DIR}"))
+    command = trainer_build_command(pip_extra=image.pip, system_tools=image.tools)
+    console.print(escape(f"then rebuild the trainer image: {' '.join(command)}"), highlight=False)
 
 
 def _has_knob_table(program: Path) -> bool:
@@ -410,12 +421,21 @@ def export(
     hardware: Annotated[str | None, typer.Option(help='e.g. "8xH100 SXM"')] = None,
     pytorch_version: Annotated[str | None, typer.Option()] = None,
     base_pr: Annotated[str | None, typer.Option(help="the record PR this builds on")] = None,
+    self_extracting: Annotated[
+        bool,
+        typer.Option(
+            "--self-extracting",
+            help="ship train_gpt.py LZMA-compressed (fewer code bytes), checked to run to the same score",
+        ),
+    ] = False,
 ) -> None:
     """Write a records folder: train_gpt.py, every seed's log, submission.json and README.md."""
     from controller.review.export import SubmissionInfo, export_candidate
 
     info = SubmissionInfo(author, github_id, name, blurb, date, hardware, pytorch_version, base_pr)
-    submission = export_candidate(_open(campaign), trial, to, info)
+    if self_extracting:
+        console.print("checking the self-extracting program: one run of each form on the explore tier")
+    submission = export_candidate(_open(campaign), trial, to, info, self_extracting=self_extracting)
     std = f" ± {submission.val_bpb_std:.4f}" if submission.val_bpb_std is not None else ""
     console.print(
         f"exported trial {trial} to {to}: {submission.val_bpb:.4f}{std} bpb, {len(submission.seeds)} seed(s)"

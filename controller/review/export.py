@@ -25,6 +25,7 @@ from controller.search.stats import welch_one_sided
 from controller.store.archive import Candidate
 
 RECORD_ENTRY = "train_gpt.py"  # the challenge's name for the single training script
+READABLE_ENTRY = "train_gpt_readable.py"  # beside a self-extracting train_gpt.py, for reviewers (not counted)
 
 
 @dataclass(frozen=True)
@@ -76,8 +77,15 @@ class Submission(BaseModel):
     base_pr: str | None
 
 
-def export_candidate(campaign: Campaign, trial: int, dest: Path, info: SubmissionInfo) -> Submission:
+def export_candidate(
+    campaign: Campaign, trial: int, dest: Path, info: SubmissionInfo, *, self_extracting: bool = False
+) -> Submission:
     """Write the records folder of candidate ``trial`` into ``dest`` (new or empty); return the submission.
+
+    ``self_extracting`` ships ``train_gpt.py`` as an LZMA wrapper of the program (fewer code bytes, as
+    records did), beside the readable ``train_gpt_readable.py``; it is written only once the wrapper
+    unwraps to the same source and a run of each on the explore tier scores the same
+    (controller.review.wrap).
 
     Raises :class:`ControllerError` when the trial has no scored program, its score is self-reported,
     ``dest`` is not empty, or no seed of the candidate was scored.
@@ -96,9 +104,19 @@ def export_candidate(campaign: Campaign, trial: int, dest: Path, info: Submissio
     files = campaign.store.files_at(candidate.commit)
     if entry not in files:
         raise ControllerError(f"trial {trial}'s commit has no {entry}", hint="check the campaign repository")
+    readable_bytes = files[entry].encode("utf-8")  # files_at decoded UTF-8 losslessly: same bytes
+    program_bytes = readable_bytes
+    if self_extracting:
+        from controller.review.wrap import check_wrapped, run_both, wrapped
+
+        wrapper = wrapped(files[entry])
+        check_wrapped(files[entry], wrapper)
+        run_both(campaign.config, files[entry], wrapper, entry)
+        program_bytes = wrapper.encode("utf-8")
     dest.mkdir(parents=True, exist_ok=True)
-    program_bytes = files[entry].encode("utf-8")  # files_at decoded UTF-8 losslessly: same bytes
     (dest / RECORD_ENTRY).write_bytes(program_bytes)
+    if self_extracting:
+        (dest / READABLE_ENTRY).write_bytes(readable_bytes)
     for rel, text in files.items():  # campaign-listed extra files travel with it
         if rel != entry:
             target = dest / rel
@@ -108,6 +126,9 @@ def export_candidate(campaign: Campaign, trial: int, dest: Path, info: Submissio
     if not seeds:
         raise ControllerError(f"trial {trial} has no scored seed to export", hint="pick an ok candidate")
     submission = _submission(campaign, candidate, seeds, len(program_bytes), info)
+    if self_extracting and submission.bytes_total is not None:  # the runs counted the readable program
+        shipped = submission.bytes_total - len(readable_bytes) + len(program_bytes)
+        submission = submission.model_copy(update={"bytes_total": shipped})
     (dest / "submission.json").write_text(json.dumps(submission.model_dump(), indent=2) + "\n")
     (dest / "README.md").write_text(readme(campaign, candidate, submission), encoding="utf-8")
     return submission

@@ -16,8 +16,10 @@ from pathlib import Path
 
 from controller.search.requests import add_seed
 from importer import (
+    KNOWN_PACKAGES,
     ImportedRecord,
     Need,
+    Provider,
     Requirement,
     RequirementKind,
     load_record,
@@ -37,6 +39,11 @@ _TABLE_HEADER = (
 )
 
 
+_NOT_ON_PYPI = {"flash_attn_interface"}  # FlashAttention 3: a wheel built for the image's torch and CUDA
+_PIP_TOOLS = {"pyminify": "python-minifier"}  # command-line tools that pip installs
+_HOST_TOOLS = {"nvidia-smi"}  # the NVIDIA container toolkit mounts it from the host at run time
+
+
 @dataclass(frozen=True)
 class QueuedRecord:
     """What ``queue_record`` queued, and what the caller should tell the user about it."""
@@ -46,6 +53,36 @@ class QueuedRecord:
     published: bool  # no run contract: it runs as published, its score self-reported
     missing: tuple[Requirement, ...]  # needed and absent on this machine
     table_added: bool  # the program had no knob table; one was written from its settings
+
+
+@dataclass(frozen=True)
+class ImageNeeds:
+    """What the docker backend's trainer image must be built with to run a record."""
+
+    wheels: tuple[str, ...]  # modules from a wheel the user supplies (not on PyPI)
+    pip: tuple[str, ...]  # PyPI distributions
+    tools: tuple[str, ...]  # system packages
+
+    def __bool__(self) -> bool:
+        return bool(self.wheels or self.pip or self.tools)
+
+
+def image_needs(record: ImportedRecord) -> ImageNeeds:
+    """The wheels, PyPI packages and system tools the record needs that the trainer image lacks
+    (it has torch, triton and the ``train`` extra)."""
+    wheels, pip, tools = [], [], []
+    for need in record.requirements:
+        if need.need is not Need.REQUIRED:
+            continue
+        if need.kind is RequirementKind.PACKAGE:
+            info = KNOWN_PACKAGES.get(need.name)
+            if need.name in _NOT_ON_PYPI:
+                wheels.append(need.name)
+            elif info is not None and info.provided_by is Provider.NONE:
+                pip.append(info.distribution)
+        elif need.kind is RequirementKind.TOOL and need.name not in _HOST_TOOLS:
+            (pip if need.name in _PIP_TOOLS else tools).append(_PIP_TOOLS.get(need.name, need.name))
+    return ImageNeeds(tuple(wheels), tuple(pip), tuple(tools))
 
 
 def needs_cuda(record: ImportedRecord) -> bool:

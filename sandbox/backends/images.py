@@ -17,9 +17,20 @@ TRAINER_DOCKERFILE = Path(__file__).with_name("Dockerfile")
 BUILD_CONTEXT = TRAINER_DOCKERFILE.parents[2]
 
 
-def trainer_build_command(tag: str = TRAINER_IMAGE) -> list[str]:
-    """The ``docker build`` command line for the GPU trainer image (run it from anywhere)."""
-    return ["docker", "build", "-t", tag, "-f", str(TRAINER_DOCKERFILE), str(BUILD_CONTEXT)]
+WHEELS_DIR = TRAINER_DOCKERFILE.with_name("wheels")  # .whl files baked into the trainer image
+
+
+def trainer_build_command(
+    tag: str = TRAINER_IMAGE, *, pip_extra: tuple[str, ...] = (), system_tools: tuple[str, ...] = ()
+) -> list[str]:
+    """The ``docker build`` command line for the GPU trainer image (run it from anywhere), with the
+    PyPI packages and system tools a record needs (the wheels in :data:`WHEELS_DIR` always go in)."""
+    command = ["docker", "build", "-t", tag, "-f", str(TRAINER_DOCKERFILE)]
+    if pip_extra:
+        command += ["--build-arg", f"PIP_EXTRA={' '.join(pip_extra)}"]
+    if system_tools:
+        command += ["--build-arg", f"SYSTEM_TOOLS={' '.join(system_tools)}"]
+    return [*command, str(BUILD_CONTEXT)]
 
 
 def missing_image_hint(image: str) -> str:

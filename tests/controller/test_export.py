@@ -87,3 +87,39 @@ def test_p_value_compares_per_seed_losses_with_the_parents(campaign):
     worse = p_value_vs_parent(view, base, [2.05, 2.06, 2.04])
     assert better is not None and better < 0.01 and worse is not None and worse > 0.5
     assert p_value_vs_parent(view, base, [1.9]) is None
+
+
+def test_a_self_extracting_export_ships_fewer_code_bytes_and_runs_to_the_same_score(campaign, tmp_path):
+    number = mutated_trial(campaign)
+    submission = export_candidate(campaign, number, tmp_path / "rec", SubmissionInfo(), self_extracting=True)
+    folder = tmp_path / "rec"
+    shipped, readable = (folder / "train_gpt.py").read_text(), (folder / "train_gpt_readable.py").read_text()
+    assert "exec(" in shipped and "KNOBS" not in shipped and "KNOBS" in readable
+    assert submission.bytes_code == len(shipped.encode()) < len(readable.encode())
+    measured = campaign.archive.get(number).artifact_bytes
+    assert submission.bytes_total == measured - len(readable.encode()) + len(shipped.encode())
+    # The shipped form is the program: run as a script it trains and scores like the readable one.
+    # (export ran both through the sandbox before writing; here the folder's own copy is unwrapped.)
+    from importer import unwrap_text
+
+    assert unwrap_text(shipped).source == readable
+
+
+def test_a_wrapper_that_does_not_unwrap_to_the_source_is_refused():
+    from controller.review.wrap import check_wrapped, wrapped
+
+    with pytest.raises(ControllerError, match="other source"):
+        check_wrapped("print(1)\n", wrapped("print(2)\n"))
+
+
+def test_the_run_check_refuses_a_wrapper_that_scores_otherwise(campaign):
+    from controller.review.wrap import run_both, wrapped
+
+    entry = campaign.config.campaign.seed_program.name
+    source = campaign.store.files_at(campaign.archive.get(mutated_trial(campaign)).commit)[entry]
+    other = source.replace("0.9, low=0.01", "3.0, low=0.01")  # another smoothing: another score
+    assert other != source
+    with pytest.raises(ControllerError, match="the wrapped program scored"):
+        run_both(campaign.config, source, wrapped(other), entry)
+    same = run_both(campaign.config, source, wrapped(source), entry)
+    assert same.readable_bpb == same.wrapped_bpb

@@ -185,11 +185,24 @@ def test_git_processes_stay_bounded_over_many_operations_and_end_with_the_store(
         store.read_trailers(parent)
         store.files_at(parent)
         # The reading processes (cat-file --batch and --batch-check) are kept, never more than those.
-        assert len(_children(os.getpid())) <= 2
+        assert len(_working_in(store.path)) <= 2
     store.set_frontier([20, 19, 18])
     assert store.files_at(store.commit_of(20)) == {"train_gpt.py": "v20\n"}
+    assert _working_in(store.path)
     store.close()
-    assert _children(os.getpid()) == []
+    assert _working_in(store.path) == []
+
+
+def _working_in(folder: Path) -> list[int]:
+    """This process's children whose working directory is ``folder`` (git runs in the repository)."""
+    found = []
+    for pid in _children(os.getpid()):
+        try:
+            if Path(f"/proc/{pid}/cwd").resolve() == folder.resolve():
+                found.append(pid)
+        except OSError:
+            continue
+    return found
 
 
 def test_writers_wait_for_the_lock(store):

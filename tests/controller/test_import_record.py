@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import lzma
-import shutil
 from pathlib import Path
 
 import pytest
@@ -110,17 +109,30 @@ def test_a_record_that_needs_cuda_is_recorded_as_not_run_on_a_cpu_tier(tmp_path,
     assert made.state == "FAIL" and "needs CUDA" in made.attrs.status_reason
 
 
-def test_a_folder_without_a_program_changes_nothing(tmp_path):
+def test_a_folder_without_a_program_changes_nothing(tmp_path, tiny_data):
+    write_campaign(tmp_path / "camp", tiny_data)
     empty = tmp_path / "empty"
     empty.mkdir()
-    run_dir = tmp_path / "run"
-    said = CliRunner().invoke(app, ["seed", str(write_campaign_stub(tmp_path)), "--from", str(empty)])
-    assert said.exit_code == 2 and "error:" in said.output
-    assert not (run_dir / "requests.jsonl").exists() and not list(tmp_path.glob("**/seeds/*"))
+    said = CliRunner().invoke(app, ["seed", str(tmp_path / "camp" / "campaign.toml"), "--from", str(empty)])
+    assert said.exit_code == 2 and "no program" in said.output.replace("\n", " "), said.output
+    assert not list(tmp_path.glob("**/requests.jsonl")) and not list(tmp_path.glob("**/seeds/*"))
 
 
-def write_campaign_stub(tmp_path: Path) -> Path:
-    shutil.copyfile(RECORD_LIKE, tmp_path / "train_gpt.py")
-    toml = tmp_path / "campaign.toml"
-    toml.write_text('[campaign]\nname = "stub"\nseed_program = "train_gpt.py"\nruns_dir = "runs"\n')
-    return toml
+RECORDS = Path(__file__).resolve().parents[3] / "shared" / "records"
+
+
+def test_what_the_trainer_image_needs_for_the_caseops_record_and_how_to_build_it():
+    folder = next(iter(sorted(RECORDS.glob("2026-04-19_*"))), None)
+    if folder is None:
+        pytest.skip(f"the shared records are not at {RECORDS}")
+    from controller.search.imports import image_needs
+    from sandbox.backends.images import WHEELS_DIR, trainer_build_command
+
+    needs = image_needs(load_record(folder))
+    assert needs.wheels == ("flash_attn_interface",) and "python-minifier" in needs.pip
+    assert not needs.tools  # nvidia-smi comes from the host's NVIDIA toolkit, not the image
+    command = trainer_build_command(pip_extra=needs.pip, system_tools=("lrzip",))
+    assert "PIP_EXTRA=python-minifier" in command and "SYSTEM_TOOLS=lrzip" in command
+    dockerfile = Path(command[command.index("-f") + 1]).read_text()
+    assert "COPY ${WHEELS}/ /tmp/wheels/" in dockerfile and WHEELS_DIR.is_dir()
+    assert not image_needs(load_record(RECORDS / "2026-03-17_NaiveBaseline"))
