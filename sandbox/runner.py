@@ -48,8 +48,8 @@ from sandbox.phases import (
 from sandbox.probe import ProbeFiles, probe_names, run_probes
 from sandbox.progress import OnEvent
 from sandbox.published import measure_published, reported_score
-from sandbox.scoring import TokenBytes, score
-from sandbox.shards import ShardFormatError, load_tokens, shard_paths
+from sandbox.scoring import TokenBytes, read_byte_sidecar, score
+from sandbox.shards import ShardFormatError, load_tokens, shard_paths, sidecar_paths
 from sandbox.spec import IntegrityCheck, Limits, Phase, ProbeKind, RunResult, RunSpec, RunStatus
 
 # GOLF_OUT folder and log name of each phase under ``spec.out_dir`` (see the layout above).
@@ -83,6 +83,16 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         raise HarnessError(
             f"cannot load tokenizer {spec.data.tokenizer_path}: {exc}", hint="rebuild the dataset"
         ) from exc
+    sidecars = sidecar_paths(spec.data.dataset_dir)
+    target_bytes = None
+    if sidecars:  # the dataset counts its own bytes (a transformed text, e.g. CaseOps): score with them
+        try:
+            target_bytes = read_byte_sidecar(sidecars, val_files, val_tokens, token_bytes)
+        except (OSError, ShardFormatError, ValueError) as exc:
+            raise HarnessError(
+                f"byte sidecar of {spec.data.dataset_dir}: {exc}",
+                hint="rebuild the sidecar with the dataset it belongs to, or remove it",
+            ) from exc
     if backend is None:
         settings = {"image": spec.docker_image} if spec.backend == "docker" else {}
         backend = get_backend(spec.backend, **settings)
@@ -104,6 +114,8 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             + limits.startup_grace_seconds
         )
         eval_files = list(probe.shards) if probe is not None else val_files
+        if spec.phases == "published" and probe is None:  # a record reads the sidecar itself
+            eval_files = [*eval_files, *sidecars]
         return PhaseInvocation(
             phase=phase,
             program_dir=Path(spec.program_dir),
@@ -137,7 +149,7 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             val_bpb, val_loss = reported.val_bpb, reported.val_loss
             account.notes.append(f"self-reported score, from the program's log: {reported.line[:200]}")
     elif not account.failed:
-        scored = _score(spec, eval_out, val_tokens, token_bytes, account)
+        scored = _score(spec, eval_out, val_tokens, token_bytes, account, target_bytes)
         if scored is not None:
             nll, val_bpb, val_loss = scored
             run_probes(
@@ -329,7 +341,12 @@ def _check_timer(
 
 
 def _score(
-    spec: RunSpec, eval_out: Path, val_tokens: np.ndarray, token_bytes: TokenBytes, account: Account
+    spec: RunSpec,
+    eval_out: Path,
+    val_tokens: np.ndarray,
+    token_bytes: TokenBytes,
+    account: Account,
+    target_bytes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, float] | None:
     """The scored NLL (checked against the harness's coverage) and its (val_bpb, val_loss)."""
     report = account.program
@@ -346,7 +363,9 @@ def _score(
         nll = read_nll(
             eval_out / "val_nll.f32", num_val_tokens=int(val_tokens.size), eval_seq_len=spec.eval_seq_len
         )
-        return (nll, *score(nll, val_tokens, token_bytes))
+        if target_bytes is not None:
+            account.notes.append("bytes counted from the dataset's byte sidecar (fineweb_val_bytes_*.bin)")
+        return (nll, *score(nll, val_tokens, token_bytes, target_bytes))
     except CoverageError as exc:
         account.fail_check(IntegrityCheck.COVERAGE, str(exc))
     except (OutputError, ValueError) as exc:

@@ -65,8 +65,13 @@ class TokenBytes:
         return count
 
 
-def score(nll: np.ndarray, val_tokens: np.ndarray, token_bytes: TokenBytes) -> tuple[float, float]:
+def score(
+    nll: np.ndarray, val_tokens: np.ndarray, token_bytes: TokenBytes, target_bytes: np.ndarray | None = None
+) -> tuple[float, float]:
     """``(val_bpb, val_loss)`` for NLLs (nats) of targets ``val[1..n]``, ``n = len(nll)``.
+
+    ``target_bytes`` is a dataset's byte sidecar (one count per validation position, see
+    :func:`read_byte_sidecar`): the bytes are then its counts of the targets, not the tokenizer's.
 
     Raises ``ValueError`` when the NLL array is longer than the validation stream allows, a token id is
     outside the tokenizer's vocabulary, or the covered text has zero bytes.
@@ -84,10 +89,47 @@ def score(nll: np.ndarray, val_tokens: np.ndarray, token_bytes: TokenBytes) -> t
         stop = min(start + _SCORE_CHUNK, n)
         targets = val_tokens[start + 1 : stop + 1].astype(np.int64)
         previous = val_tokens[start:stop].astype(np.int64)
-        byte_sum += int(token_bytes.target_bytes(targets, previous).sum(dtype=np.int64))
+        if target_bytes is None:
+            byte_sum += int(token_bytes.target_bytes(targets, previous).sum(dtype=np.int64))
+        else:
+            byte_sum += int(target_bytes[start + 1 : stop + 1].sum(dtype=np.int64))
         nll_sum += float(np.asarray(nll[start:stop], dtype=np.float64).sum())
     if byte_sum <= 0:
         raise ValueError("the scored validation tokens cover zero bytes of text")
     val_loss = nll_sum / n
     val_bpb = nll_sum / math.log(2) / byte_sum
     return val_bpb, val_loss
+
+
+# A sidecar whose bytes differ this much from the tokenizer's is for another stream, not a transform
+# of this one (CaseOps' case tokens move the count by a few percent).
+SIDECAR_RATIO_BOUNDS = (0.5, 2.0)
+
+
+def read_byte_sidecar(
+    paths: list[Path], val_paths: list[Path], val_tokens: np.ndarray, token_bytes: TokenBytes
+) -> np.ndarray:
+    """The dataset's per-position byte counts, checked against its validation shards: one sidecar
+    shard per val shard with the same token count, and a total within :data:`SIDECAR_RATIO_BOUNDS`
+    of what the tokenizer's tables count for the same stream. Raises ``ValueError`` naming the file."""
+    from sandbox.shards import read_header, read_shard_tokens
+
+    if len(paths) != len(val_paths):
+        raise ValueError(f"{len(paths)} byte sidecar shards for {len(val_paths)} validation shards")
+    for sidecar, val in zip(paths, val_paths, strict=True):
+        if read_header(sidecar) != read_header(val):
+            raise ValueError(
+                f"{sidecar.name} holds {read_header(sidecar)} counts but {val.name} holds {read_header(val)} tokens"
+            )
+    counts = np.concatenate([read_shard_tokens(p) for p in paths])
+    table = int(
+        token_bytes.target_bytes(val_tokens[1:].astype(np.int64), val_tokens[:-1].astype(np.int64)).sum()
+    )
+    side = int(counts[1:].sum(dtype=np.int64))
+    low, high = SIDECAR_RATIO_BOUNDS
+    if table > 0 and not low <= side / table <= high:
+        raise ValueError(
+            f"the byte sidecar counts {side:,} bytes where the tokenizer counts {table:,} "
+            f"(ratio {side / table:.2f}, outside {low}-{high}): it belongs to another stream"
+        )
+    return counts

@@ -81,9 +81,18 @@ def shard_name(split: str, index: int) -> str:
     return f"fineweb_{split}_{index:06d}.bin"
 
 
+SIDECAR_SPLIT = "val_bytes"  # fineweb_val_bytes_NNNNNN.bin: per-token byte counts beside the val shards
+
+
 def shard_paths(dataset_dir: Path, split: str) -> list[Path]:
-    """The dataset's shards of one split (``train`` or ``val``), in order."""
-    return sorted(Path(dataset_dir).glob(f"fineweb_{split}_*.bin"))
+    """The dataset's token shards of one split (``train`` or ``val``), in order. A byte sidecar
+    (``fineweb_val_bytes_*.bin``, which the same glob would match) is not a token shard."""
+    return sorted(p for p in Path(dataset_dir).glob(f"fineweb_{split}_*.bin") if "_bytes_" not in p.name)
+
+
+def sidecar_paths(dataset_dir: Path) -> list[Path]:
+    """The dataset's byte sidecar shards, in order (none for most datasets)."""
+    return sorted(Path(dataset_dir).glob(f"fineweb_{SIDECAR_SPLIT}_*.bin"))
 
 
 def load_tokens(paths: list[Path]) -> np.ndarray:

@@ -65,16 +65,25 @@ class _Axes:
         span = HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
         return HEIGHT - MARGIN_BOTTOM - (y - self.y_low) / (self.y_high - self.y_low) * span
 
-    def frame(self, x_label: str, y_label: str, x_format: Callable[[float], str]) -> list[str]:
+    def frame(
+        self,
+        x_label: str,
+        y_label: str,
+        x_format: Callable[[float], str],
+        x_ticks: Sequence[float] | None = None,
+    ) -> list[str]:
+        """Grid, tick labels and axis titles; ``x_ticks`` replaces the five even x ticks (whole
+        trial numbers, so that no label repeats)."""
         parts = []
-        for i in range(5):
-            x = self.x_low + (self.x_high - self.x_low) * i / 4
-            y = self.y_low + (self.y_high - self.y_low) * i / 4
+        even = [self.x_low + (self.x_high - self.x_low) * i / 4 for i in range(5)]
+        for x in x_ticks if x_ticks is not None else even:
             parts.append(
                 f'<line class="grid" x1="{self.px(x):.1f}" y1="{MARGIN_TOP}" x2="{self.px(x):.1f}" '
                 f'y2="{HEIGHT - MARGIN_BOTTOM}"/><text x="{self.px(x):.1f}" y="{HEIGHT - MARGIN_BOTTOM + 15}" '
                 f'text-anchor="middle">{_esc(x_format(x))}</text>'
             )
+        for i in range(5):
+            y = self.y_low + (self.y_high - self.y_low) * i / 4
             parts.append(
                 f'<line class="grid" x1="{MARGIN_LEFT}" y1="{self.py(y):.1f}" x2="{WIDTH - MARGIN_RIGHT}" '
                 f'y2="{self.py(y):.1f}"/><text x="{MARGIN_LEFT - 5}" y="{self.py(y) + 4:.1f}" '
@@ -90,6 +99,15 @@ class _Axes:
             f'text-anchor="middle">{_esc(y_label)}</text>'
         )
         return parts
+
+
+def integer_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """Up to about ``count`` whole numbers inside ``[low, high]``, evenly stepped, each once."""
+    first, last = math.ceil(low), math.floor(high)
+    if last < first:
+        return [float(round((low + high) / 2))]
+    step = max(1, math.ceil((last - first) / max(count - 1, 1)))
+    return [float(v) for v in range(first, last + 1, step)]
 
 
 def _padded(values: Sequence[float]) -> tuple[float, float]:
@@ -124,19 +142,29 @@ def _step_path(axes: _Axes, points: list[tuple[float, float]]) -> str:
     return f'<path d="{d}" fill="none" stroke="#d62728" stroke-width="2"/>'
 
 
-def _legend() -> str:
+def _legend(pruned: bool = False) -> str:
     items = " ".join(
         f'<span style="color:{colour}">&#9679;</span> {name}' for name, colour in OPERATION_COLOURS.items()
     )
-    return f'<p class="muted">{items} · <span style="color:#d62728">&#9644;</span> best so far</p>'
+    crosses = " · &#215; pruned (no score)" if pruned else ""
+    return f'<p class="muted">{items} · <span style="color:#d62728">&#9644;</span> best so far{crosses}</p>'
 
 
-def bpb_over_trials(candidates: list[Candidate]) -> str:
+def bpb_over_trials(candidates: list[Candidate], pruned: Sequence[int] = ()) -> str:
+    """Each scored trial's BPB (coloured by operation, grey when not eligible), the best so far, and
+    the pruned trials (stopped early, so no score) as crosses along the top."""
     scored = [c for c in candidates if c.val_bpb is not None]
     if not scored:
         return '<p class="muted">no scored trials yet</p>'
-    axes = _Axes.around([c.trial for c in scored], [c.val_bpb for c in scored if c.val_bpb is not None])
-    parts = axes.frame("trial", "val_bpb", lambda x: str(round(x)))
+    trials = [c.trial for c in scored] + list(pruned)
+    axes = _Axes.around(trials, [c.val_bpb for c in scored if c.val_bpb is not None])
+    ticks = integer_ticks(max(axes.x_low, 0.0), axes.x_high)  # trial numbers start at 0
+    parts = axes.frame("trial", "val_bpb", lambda x: str(int(x)), ticks)
+    for number in pruned:
+        parts.append(
+            f'<text x="{axes.px(number):.1f}" y="{MARGIN_TOP + 10}" text-anchor="middle" fill="#999">'
+            f"&#215;<title>trial {number}: pruned (stopped early, no score)</title></text>"
+        )
     best, steps = math.inf, []
     for c in scored:
         assert c.val_bpb is not None
@@ -149,7 +177,7 @@ def bpb_over_trials(candidates: list[Candidate]) -> str:
     if steps:
         steps.append((float(scored[-1].trial), steps[-1][1]))
     parts.append(_step_path(axes, steps))
-    return _svg(parts, "BPB over trials") + _legend()
+    return _svg(parts, "BPB over trials") + _legend(bool(pruned))
 
 
 def frontier_over_time(campaign: Campaign, candidates: list[Candidate]) -> str:
@@ -228,21 +256,23 @@ def operation_table(campaign: Campaign) -> str:
         row = rows[op]
         row["trials"] += 1
         row["scored"] += t.trial_state is TrialState.COMPLETE
-        row["failed"] += t.trial_state in (TrialState.FAIL, TrialState.PRUNED)
+        row["failed"] += t.trial_state is TrialState.FAIL
+        row["pruned"] += t.trial_state is TrialState.PRUNED
         row["cost"] += t.attrs.cost_usd or 0.0
         row["seconds"] += (t.completed - t.started).total_seconds() if t.completed and t.started else 0.0
         if t.number in archive and archive.get(t.number).parent_trial in archive:
             mine, parent = archive.get(t.number), archive.get(archive.get(t.number).parent_trial)  # type: ignore[arg-type]
             if mine.eligible and parent.val_bpb is not None and mine.val_bpb is not None:
                 row["improved"] += mine.val_bpb < parent.val_bpb
-    head = "<tr><th class='text'>operation</th><th>trials</th><th>scored</th><th>failed</th>"
+    head = "<tr><th class='text'>operation</th><th>trials</th><th>scored</th><th>failed</th><th>pruned</th>"
     head += "<th>beat parent</th><th class='text'>success</th><th>LLM $</th><th>trial hours</th></tr>"
     body = []
     for op, row in sorted(rows.items()):
         rate = row["improved"] / row["trials"] if row["trials"] else 0.0
         body.append(
             f"<tr><td class='text'>{_esc(op)}</td><td>{row['trials']:.0f}</td><td>{row['scored']:.0f}</td>"
-            f"<td>{row['failed']:.0f}</td><td>{row['improved']:.0f}</td><td class='text'>"
+            f"<td>{row['failed']:.0f}</td><td>{row['pruned']:.0f}</td><td>{row['improved']:.0f}</td>"
+            "<td class='text'>"
             f"<span class='bar' style='width:{100 * rate:.0f}px'></span> {100 * rate:.0f}%</td>"
             f"<td>{row['cost']:.2f}</td><td>{row['seconds'] / 3600:.2f}</td></tr>"
         )
@@ -331,7 +361,9 @@ def render_report(campaign: Campaign, *, max_diffs: int = MAX_DIFFS) -> str:
         "<h2>Spend</h2>",
         spend_summary(campaign),
         "<h2>BPB over trials</h2>",
-        bpb_over_trials(candidates),
+        bpb_over_trials(
+            candidates, [t.number for t in campaign.trials if t.trial_state is TrialState.PRUNED]
+        ),
         "<h2>Frontier over time</h2>",
         frontier_over_time(campaign, candidates),
         "<h2>Bytes vs BPB</h2>",

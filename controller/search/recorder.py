@@ -32,25 +32,24 @@ class Recorder:
 
     def record(self, plan: TrialPlan, handle: TrialHandle, result: RunResult, changed) -> None:
         state, ws = self.state, self.state.ws
-        if result.stopped_by is StopRequest.USER:
-            with state.lock:
-                ws.study.fail(handle, result.reason)
-            state.say(f"trial {handle.number}: interrupted; recorded as failed")
-            return
-        if plan.operation is Operation.CONFIRM:
-            with state.lock:
-                self._record_confirm(plan, handle, result)
-            return
-        # The git store has its own lock, and this trial's commit is its own: recording it outside the
-        # state lock lets the other slots' asks and records go on meanwhile.
-        candidate = record_candidate(ws, plan, handle, result, changed)
-        diff = ws.store.diff(plan.parent.commit, candidate.commit) if plan.parent else ""
         with state.lock:
+            if result.stopped_by is StopRequest.USER:
+                ws.study.fail(handle, result.reason)
+                state.say(f"trial {handle.number}: interrupted; recorded as failed")
+                return
+            if plan.operation is Operation.CONFIRM:
+                self._record_confirm(plan, handle, result)
+                return
+            candidate = record_candidate(ws, plan, handle, result, changed)
             attrs = candidate_attr(candidate)
             if plan.operation is Operation.SEED and plan.request is None:
                 attrs = attrs.updated(promoted=True)  # the campaign's seed program: first parent of record
                 candidate = with_confirmed(candidate)
-            ws.study.set_note(handle, plan.hypothesis, diff)
+            ws.study.set_note(
+                handle,
+                plan.hypothesis,
+                ws.store.diff(plan.parent.commit, candidate.commit) if plan.parent else "",
+            )
             tell_study(ws, handle, plan.tier_name, result, attrs)
             state.archive.add(candidate)
             self.sync_frontier()

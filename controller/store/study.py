@@ -276,7 +276,8 @@ class CampaignStudy:
         )
         # knob_values last: recovery reads a trial without them as one whose ask never finished.
         knob_attrs = TrialAttrs(knob_values=values, search_space=space)
-        base.merged(attrs or TrialAttrs()).write_to(trial)
+        asked = base.merged(attrs or TrialAttrs())
+        asked.write_to(trial)
         knob_attrs.write_to(trial)
         return TrialHandle(
             number=trial.number,
@@ -284,7 +285,7 @@ class CampaignStudy:
             operation=str(operation),
             parent_trial=parent_trial,
             knob_values=values,
-            attrs=TrialAttrs.read(trial.user_attrs, trial=trial.number),
+            attrs=asked.merged(knob_attrs),  # what was just written: no read back from the storage
             _trial=trial,
         )
 
