@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sandbox.shards import read_header, read_shard_tokens
+
 _SCORE_CHUNK = 1 << 22  # tokens per chunk: keeps scoring 62M validation tokens within ~100 MB
 
 
@@ -112,8 +114,6 @@ def read_byte_sidecar(
     """The dataset's per-position byte counts, checked against its validation shards: one sidecar
     shard per val shard with the same token count, and a total within :data:`SIDECAR_RATIO_BOUNDS`
     of what the tokenizer's tables count for the same stream. Raises ``ValueError`` naming the file."""
-    from sandbox.shards import read_header, read_shard_tokens
-
     if len(paths) != len(val_paths):
         raise ValueError(f"{len(paths)} byte sidecar shards for {len(val_paths)} validation shards")
     for sidecar, val in zip(paths, val_paths, strict=True):

@@ -389,7 +389,9 @@ def _has_knob_table(program: Path) -> bool:
         source = program.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return True  # add_seed names the problem
-    return any(line.startswith("KNOBS") for line in source.splitlines())
+    from controller.search.imports import has_knob_table
+
+    return has_knob_table(source)
 
 
 def confirm(

@@ -94,11 +94,16 @@ def follows_contract(source: str) -> bool:
     return "GOLF_OUT" in source and "GOLF_PHASE" in source
 
 
+def has_knob_table(source: str) -> bool:
+    """Whether the program assigns a module-level ``KNOBS`` table (sandbox.knobs reads it)."""
+    return any(line.startswith("KNOBS") for line in source.splitlines())
+
+
 def with_knob_table(record: ImportedRecord) -> tuple[str, bool]:
     """The record's readable source with a knob table, and whether one was added. A program that has
     a ``KNOBS`` table keeps its own."""
     source = record.source
-    if any(line.startswith("KNOBS") for line in source.splitlines()):
+    if has_knob_table(source):
         return source, False
     table = _TABLE_HEADER.format(origin=record.name) + _KNOB_SHIM + render_knob_table(record.knobs) + "\n"
     lines = source.splitlines(keepends=True)
