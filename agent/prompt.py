@@ -5,9 +5,10 @@ program text, full of braces, can be substituted safely and no template engine i
 
 Token budget: tokens are estimated as characters / 4 (the usual rule of thumb for English and code
 with BPE tokenizers; it errs on the generous side for code). When the prompt is over budget, history
-is trimmed in this order: inspirations (weakest last, dropped first), then what was tried from this
-parent (oldest first), then the lineage (oldest first). The program is never trimmed; if it alone
-exceeds the budget it is still sent and a warning is logged.
+is trimmed in this order: inspirations (weakest last, dropped first), then the campaign's findings
+(least telling last, dropped first), then what was tried from this parent (oldest first), then the
+lineage (oldest first). The program is never trimmed; if it alone exceeds the budget it is still sent
+and a warning is logged. The research brief (agent.brief) is sent whole with the system message.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from string import Template
 
 from agent.errors import AgentConfigError
+from agent.prompt_context import format_findings, training_lines
 from agent.proposal import Operation, Outcome, OutcomeStatus, ParentResult, ProposalContext
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ log = logging.getLogger(__name__)
 CHARS_PER_TOKEN = 4
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
 _LOG_TAIL_CHARS = 4000  # a failed parent's log: the end holds the traceback
-_TEMPLATE_NAMES = ("system", "user", "repair", "task_mutate", "task_hypothesis")
+_TEMPLATE_NAMES = ("system", "user", "repair", "task_mutate", "task_hypothesis", "task_stack", "task_adopt")
 
 
 def estimate_tokens(text: str) -> int:
@@ -67,13 +69,25 @@ class Prompt:
         return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
 
 
-def build_prompt(context: ProposalContext, templates: PromptTemplates, token_budget: int) -> Prompt:
-    """The first two messages for ``context``, trimmed to ``token_budget`` as the module explains."""
+def build_prompt(
+    context: ProposalContext, templates: PromptTemplates, token_budget: int, *, brief: str = ""
+) -> Prompt:
+    """The first two messages for ``context``, trimmed to ``token_budget`` as the module explains;
+    ``brief`` (agent.brief.read_brief) closes the system message."""
     system = templates.render("system", entry=context.entry, allowed_files=", ".join(context.editable_files))
+    if brief.strip():
+        system = f"{system.rstrip()}\n\n{brief.strip()}\n"
     if context.operation == Operation.HYPOTHESIS:
         if not context.human_hypothesis:
             raise ValueError("operation 'hypothesis' needs context.human_hypothesis (the idea to test)")
         task = templates.render("task_hypothesis", human_hypothesis=context.human_hypothesis.strip())
+    elif context.operation == Operation.STACK:
+        if context.merge is None:
+            raise ValueError("operation 'stack' needs context.merge (the two changes to combine)")
+        task = templates.render("task_stack", **context.merge.model_dump())
+    elif context.operation == Operation.ADOPT:
+        gaps = "\n".join(f"- {gap}" for gap in context.adopt_gaps) or "- (none named)"
+        task = templates.render("task_adopt", gaps=gaps)
     else:
         task = templates.render("task_mutate")
     history = {
@@ -81,7 +95,8 @@ def build_prompt(context: ProposalContext, templates: PromptTemplates, token_bud
         "tried_from_parent": list(context.tried_from_parent),
         "lineage": list(context.lineage),
     }
-    omitted = dict.fromkeys(history, 0)
+    findings = list(context.findings)
+    omitted = dict.fromkeys([*history, "findings"], 0)
     fixed = {"task": task, "program": format_program(context), "parent_result": format_parent(context.parent)}
 
     def render_user() -> str:
@@ -89,17 +104,20 @@ def build_prompt(context: ProposalContext, templates: PromptTemplates, token_bud
             name: format_outcomes(entries, omitted[name], oldest_first=name != "inspirations")
             for name, entries in history.items()
         }
-        return templates.render("user", **fixed, **sections)
+        return templates.render(
+            "user", **fixed, **sections, findings=format_findings(findings, omitted["findings"])
+        )
 
     user = render_user()
-    # Trim order: inspirations from the end (they come best first), then the two histories from the
-    # front (oldest first).
-    for name in ("inspirations", "tried_from_parent", "lineage"):
-        while estimate_tokens(system) + estimate_tokens(user) > token_budget and history[name]:
-            if name == "inspirations":
-                history[name].pop()
+    # Trim order: inspirations and findings from the end (they come best first), then the two
+    # histories from the front (oldest first).
+    for name in ("inspirations", "findings", "tried_from_parent", "lineage"):
+        entries: list = findings if name == "findings" else history[name]
+        while estimate_tokens(system) + estimate_tokens(user) > token_budget and entries:
+            if name in ("inspirations", "findings"):
+                entries.pop()
             else:
-                history[name].pop(0)
+                entries.pop(0)
             omitted[name] += 1
             user = render_user()
     prompt = Prompt(system=system, user=user, omitted={k: v for k, v in omitted.items() if v})
@@ -137,6 +155,7 @@ def format_parent(parent: ParentResult | None) -> str:
         lines.append(f"eval time: {parent.eval_seconds:.1f} s")
     if parent.curve_summary:
         lines.append(f"training loss: {parent.curve_summary}")
+    lines.extend(training_lines(parent))
     if parent.log_tail and parent.status != OutcomeStatus.OK:
         tail = parent.log_tail[-_LOG_TAIL_CHARS:]
         lines.append(f"end of its log:\n```\n{tail.rstrip()}\n```")

@@ -21,6 +21,9 @@ class Operation(StrEnum):
     TUNE = "tune"  # Optuna sampled the parent's knobs; code unchanged
     HYPOTHESIS = "hypothesis"  # the LLM implemented a queued human idea
     CONFIRM = "confirm"  # the parent re-run with another seed
+    STACK = "stack"  # one confirmed win's change replayed onto another's program (two parents)
+    ABLATE = "ablate"  # a confirmed win re-run with one part of its change left out
+    ADOPT = "adopt"  # a foreign program (a challenge record) ported to the run contract
 
 
 class ProposerKind(StrEnum):
@@ -32,6 +35,9 @@ class ProposerKind(StrEnum):
     KNOBS = "knobs"  # no code change: the sampler's knob values
     SEED = "seed"  # a program imported as a new root (``autogolf seed``)
     ENQUEUE = "enqueue"  # exact knob settings queued by a person (``autogolf enqueue``)
+    ADOPT = "adopt"  # the deterministic port of an official-structure program (importer.adopt)
+    STACK = "stack"  # git's three-way merge of two confirmed wins, no LLM (controller.search.stacking)
+    ABLATE = "ablate"  # a win with one part of its change reverted, no LLM (controller.search.ablation)
 
 
 class OutcomeStatus(StrEnum):
@@ -126,6 +132,16 @@ class Outcome(BaseModel):
     note: str = ""  # short reason or detail
 
 
+class CurveSample(BaseModel):
+    """One point of the parent's training loss, beside its own parent's at the same step (if logged)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    step: int
+    train_loss: float
+    grandparent_loss: float | None = None
+
+
 class ParentResult(BaseModel):
     """The parent's measured result, filled by the controller from the sandbox's RunResult."""
 
@@ -139,6 +155,48 @@ class ParentResult(BaseModel):
     eval_seconds: float | None = None
     curve_summary: str = ""  # e.g. "step 0 loss 6.93 · step 500 loss 3.80 · final 3.41"
     log_tail: str = ""  # only when it failed
+    # How training went, not only where it ended: the challenge trades model size against steps in a
+    # fixed time, so a change that slows each step must earn back the steps it loses.
+    train_budget_seconds: float | None = None  # the tier's training limit
+    ms_per_step: float | None = None
+    tokens_per_second: float | None = None
+    steps: int | None = None  # steps reached
+    steps_planned: int | None = None  # the step count the program aimed for, when it says
+    grandparent_trial: int | None = None  # the parent's own parent, which curve_vs_grandparent compares
+    grandparent_val_bpb: float | None = None
+    grandparent_ms_per_step: float | None = None
+    curve_vs_grandparent: tuple[CurveSample, ...] = ()
+
+
+class FindingSummary(BaseModel):
+    """A confirmed or refuted hypothesis of the campaign, as the agent reads it (the controller's
+    ``controller.search.findings.Finding``, compacted)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    verdict: str  # "confirmed" or "refuted"
+    hypothesis: str
+    change: str = ""  # e.g. "knobs MATRIX_LR 0.04 → 0.05; code +12 −3 lines"
+    tier: str
+    delta_bpb: float | None = None  # mean over seeds vs the incumbent it was tested against; < 0 better
+    delta_std_bpb: float | None = None
+    seeds: int = 0
+    bytes_delta: int | None = None  # vs its parent
+    ms_per_step_delta: float | None = None  # vs its parent
+    note: str = ""  # why refuted; what stacking and ablation showed
+
+
+class MergeTask(BaseModel):
+    """A stack whose three-way merge conflicted (operation ``stack``): the parent program is the first
+    win's, and the agent is asked to bring the second win's change into it (prompts/task_stack.txt)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    own_hypothesis: str  # the first win: the program the change is replayed onto
+    own_change: str  # its unified diff against the program it changed
+    replayed_hypothesis: str  # the second win, whose change is replayed
+    replayed_change: str  # its unified diff against its own parent
+    conflicts: str  # what the merge could not decide: conflicted hunks, knobs both changed
 
 
 class ProposalContext(BaseModel):
@@ -154,7 +212,11 @@ class ProposalContext(BaseModel):
     lineage: tuple[Outcome, ...] = ()  # root first
     tried_from_parent: tuple[Outcome, ...] = ()
     inspirations: tuple[Outcome, ...] = ()
+    findings: tuple[FindingSummary, ...] = ()  # what the whole campaign has learned, most telling first
     human_hypothesis: str | None = None
+    merge: MergeTask | None = None  # operation stack: the two changes to combine
+    # operation adopt: why the deterministic port could not take the program (importer.adopt)
+    adopt_gaps: tuple[str, ...] = ()
     known_source_hashes: frozenset[str] = frozenset()  # normalized hashes of every program tried
 
     @property

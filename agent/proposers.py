@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import openai
 
+from agent.brief import read_brief
 from agent.client import ChatClient
 from agent.errors import ProposalError
 from agent.ledger import Ledger
@@ -70,9 +71,10 @@ class LLMProposer(Proposer):
         self.ledger = ledger
         self.chat = ChatClient(settings, ledger, client, sleep=sleep)
         self.templates = PromptTemplates(settings.prompts_dir)
+        self.brief = read_brief(settings)  # read once: a missing notes file fails before any request
 
     def propose(self, context: ProposalContext, check_program: CheckProgram) -> Proposal | GiveUp:
-        prompt = build_prompt(context, self.templates, self.settings.prompt_token_budget)
+        prompt = build_prompt(context, self.templates, self.settings.prompt_token_budget, brief=self.brief)
         if prompt.omitted:
             log.info("prompt trimmed to fit the budget: %s", prompt.omitted)
         messages = prompt.messages()

@@ -39,6 +39,10 @@ class AgentSettings(BaseModel):
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
     extra_body: dict[str, Any] = Field(default_factory=dict)  # server-specific request fields
     prompts_dir: Path | None = None  # None: the repository's prompts/ folder
+    # The research brief in the system prompt (agent.brief): prompts/brief.txt, and this Markdown
+    # file of the user's own notes after it ("extend") or instead of it ("replace").
+    brief: Path | None = None
+    brief_mode: Literal["extend", "replace"] = "extend"
 
     @model_validator(mode="after")
     def _check(self) -> AgentSettings:

@@ -24,6 +24,7 @@ from agent.proposal import Operation
 from agent.settings import AgentSettings
 from controller.config_messages import describe_error
 from controller.errors import ConfigError
+from sandbox.code_bytes import CodeBytes
 from sandbox.knobs import Knob
 from sandbox.spec import ARTIFACT_LIMIT_BYTES, IntegritySettings, Limits, Plausibility, ProbeKind
 
@@ -116,6 +117,9 @@ class SandboxSection(_Section):
     # The local backend runs unconfined where bubblewrap does not work (sandbox.backends.local); a campaign whose
     # code comes from an LLM refuses that unless this says the risk is accepted (controller.search.workspace).
     allow_unconfined_local: bool = False
+    # Code bytes as the challenge would count them when shipped: "readable" (the program file) or
+    # "self_extracting" (the LZMA wrapper the harness builds of it; export then ships that form)
+    code_bytes: CodeBytes = CodeBytes.READABLE
 
     @field_validator("gpus")
     @classmethod
@@ -136,6 +140,11 @@ class TierConfig(_Section):
     artifact_bytes: int = Field(default=ARTIFACT_LIMIT_BYTES, gt=0)
     # Knob overrides for every run of this tier (e.g. fewer ITERATIONS on the smoke tier).
     knobs: dict[str, Any] = Field(default_factory=dict)
+    # What ends training. "steps": exactly ITERATIONS, the program's own wall-clock cap turned off
+    # (the harness sets MAX_WALLCLOCK_SECONDS=0), so a loaded machine trains what a quiet one does;
+    # "wallclock": the program's cap may end it first, as the challenge rules. Unset: steps on a cpu
+    # tier, wallclock on a gpu tier. train_seconds stays the harness's hard limit either way.
+    train_bound: Literal["steps", "wallclock"] | None = None
     # The harness's eval sequence length: the NLL file must cover ((N-1)//S)*S targets and the program
     # is given EVAL_SEQ_LEN=S. Unset: the tier's EVAL_SEQ_LEN knob override, else the challenge's 1024.
     eval_seq_len: int | None = Field(default=None, ge=1)
@@ -168,6 +177,23 @@ class TierConfig(_Section):
                 "(the harness scores at eval_seq_len and sets EVAL_SEQ_LEN to it)"
             )
         return self
+
+    @_model_validator(mode="after")
+    def _no_cap_when_step_bound(self) -> TierConfig:
+        cap = self.knobs.get("MAX_WALLCLOCK_SECONDS")  # controller.search.inert.CLOCK_CAP
+        if self.step_bound and cap not in (None, 0, "0"):
+            raise ValueError(
+                f"knobs.MAX_WALLCLOCK_SECONDS = {cap!r} on a tier whose training is bound by steps "
+                f"(train_bound = {self.train_bound or 'unset, steps on a cpu tier'!r}); fix: remove it "
+                "(the harness turns the program's cap off and trains ITERATIONS steps) or set "
+                'train_bound = "wallclock"'
+            )
+        return self
+
+    @property
+    def step_bound(self) -> bool:
+        """Whether ITERATIONS alone ends this tier's training (the program's wall-clock cap off)."""
+        return (self.train_bound or ("steps" if self.device == "cpu" else "wallclock")) == "steps"
 
     def harness_eval_seq_len(self) -> int:
         """The eval sequence length the harness scores this tier at."""
@@ -248,6 +274,9 @@ class SearchSection(_Section):
     explore_tier: TierName = "proxy"  # where new candidates are scored
     confirm_tier: TierName = "full"  # where winners are re-run with extra seeds
     preflight_smoke: bool = True  # run tiers.smoke before the explore tier
+    # An adopted program becomes a root only when the harness's BPB and the one it printed in the
+    # same run agree this closely (the official-structure test program on CPU: 5.5e-8 apart)
+    adopt_bpb_tolerance: float = Field(default=1e-4, gt=0, le=0.05)
 
 
 class BudgetSection(_Section):
@@ -270,6 +299,18 @@ class AgentSection(AgentSettings):
     def _resolve_paths(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return _resolve(value, info)
 
+    @field_validator("brief")
+    @classmethod
+    def _find_brief(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        """The research brief's notes file (agent.brief), relative to the campaign file; it must exist."""
+        path = _resolve(value, info)
+        if path is not None and (info.context or {}).get("check_paths", False) and not path.is_file():
+            raise ValueError(
+                f"file not found: {path}; fix: write your notes there, give a path relative to the "
+                "campaign file, or remove brief to use the built-in research brief alone"
+            )
+        return path
+
     @_model_validator(mode="after")
     def _replay_needs_file(self) -> AgentSection:
         if self.proposer == "replay" and self.replay_file is None:
@@ -288,6 +329,11 @@ class OperationMix(_Section):
     tune: float = Field(default=0.25, ge=0)  # Optuna samples the parent's knobs, code unchanged
     hypothesis: float = Field(default=0.1, ge=0)  # a queued human idea (skipped when the queue is empty)
     confirm: float = Field(default=0.05, ge=0)  # re-run a promising candidate with another seed
+    # Offline operations on confirmed wins (controller.search.stacking, .ablation); each is skipped
+    # while nothing is eligible: no pair of wins from different lineages, no win of several parts.
+    # Off unless a campaign asks: each costs trials that a campaign's budget was sized without.
+    stack: float = Field(default=0.0, ge=0)  # replay one win's change onto another's program
+    ablate: float = Field(default=0.0, ge=0)  # re-run a win with one part of its change left out
 
     @_model_validator(mode="after")
     def _some_weight(self) -> OperationMix:
@@ -296,7 +342,7 @@ class OperationMix(_Section):
         return self
 
     def total(self) -> float:
-        return self.mutate + self.tune + self.hypothesis + self.confirm
+        return self.mutate + self.tune + self.hypothesis + self.confirm + self.stack + self.ablate
 
     def weights(self) -> dict[Operation, float]:
         """Normalised weights, zero-weight operations left out."""
@@ -305,6 +351,8 @@ class OperationMix(_Section):
             Operation.TUNE: self.tune,
             Operation.HYPOTHESIS: self.hypothesis,
             Operation.CONFIRM: self.confirm,
+            Operation.STACK: self.stack,
+            Operation.ABLATE: self.ablate,
         }
         return {op: w / self.total() for op, w in raw.items() if w > 0}
 

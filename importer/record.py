@@ -18,6 +18,7 @@ from importer.errors import RecordImportError
 from importer.hyperparams import HyperparameterTable, ReadKind, read_hyperparameters
 from importer.requirements import Requirement, find_requirements
 from importer.settings import PublishedSettings, SettingSource, read_settings
+from importer.siblings import sibling_modules
 from importer.unwrap import Layer, Wrapping, unwrap_file
 from sandbox.knobs import Knob
 
@@ -53,6 +54,8 @@ class ImportedRecord(BaseModel):
     settings: PublishedSettings
     requirements: tuple[Requirement, ...]
     score: ReportedScore | None
+    # modules it imports from its folder: relative path -> text (importer.siblings); they travel with it
+    siblings: dict[str, str] = {}
 
 
 def load_record(path: Path | str) -> ImportedRecord:
@@ -117,6 +120,7 @@ def load_record(path: Path | str) -> ImportedRecord:
         settings=settings,
         requirements=requirements,
         score=_score(folder, submission) if folder is not None else None,
+        siblings=sibling_modules(unwrapped.source, program.parent, exclude=(program, source_path)),
     )
 
 

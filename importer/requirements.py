@@ -311,17 +311,26 @@ def _gpu(nodes: _Nodes) -> list[Requirement]:
         (n for n in nodes.all if isinstance(n, ast.Attribute) and dotted(n, nodes.aliases) == "torch.cuda"),
         None,
     )
+    # A program that only asks torch.cuda.is_available() falls back to the CPU: CUDA is optional.
+    asks_only = uses is not None and all(
+        n.attr == "is_available"
+        for n in nodes.all
+        if isinstance(n, ast.Attribute) and dotted(n.value, nodes.aliases) == "torch.cuda"
+    )
     if says is not None:
         evidence, line = f"it raises 'CUDA is required' without one (line {says.lineno})", says.lineno
     elif uses is not None:
         evidence, line = f"it uses torch.cuda (line {uses.lineno})", uses.lineno
     if says is not None or uses is not None:
+        optional = says is None and asks_only
         found.append(
             Requirement(
                 kind=RequirementKind.CUDA,
                 name="cuda",
-                need=Need.REQUIRED,
-                message=f"CUDA is required: {evidence}",
+                need=Need.OPTIONAL if optional else Need.REQUIRED,
+                message=f"CUDA is used when available: {evidence}"
+                if optional
+                else f"CUDA is required: {evidence}",
                 hint="run it on an NVIDIA GPU machine with a CUDA build of torch",
                 line=line,
             )

@@ -173,7 +173,3 @@ def read_phase_curve(gout: Path, account: Account) -> list[CurvePoint]:
     if skipped:
         account.notes.append(f"skipped {skipped} malformed line(s) in curve.jsonl")
     return points
-
-
-def last_step(curve: list[CurvePoint]) -> int | None:
-    return curve[-1].step if curve else None

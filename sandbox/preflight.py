@@ -77,6 +77,7 @@ def preflight(
     out_dir: Path | None = None,
     smoke_val_tokens: int = 65536,
     eval_seq_len: int = 1024,
+    gpus: tuple[int, ...] = (),
 ) -> PreflightReport:
     """Check a candidate in seconds; a failing candidate is a report, never an exception.
 
@@ -139,6 +140,7 @@ def preflight(
             timeout_seconds,
             out_dir,
             eval_seq_len,
+            gpus,
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -160,6 +162,7 @@ def _smoke(
     timeout_seconds: float,
     out_dir: Path | None,
     eval_seq_len: int,
+    gpus: tuple[int, ...] = (),
 ) -> tuple[tuple[str, str] | None, str]:
     """Run the tiny configuration: (None, behaviour digest) when it ended ok, else ((reason, log
     excerpt), "")."""
@@ -188,6 +191,7 @@ def _smoke(
             integrity=IntegritySettings(rows=4, tail_tokens=4 * eval_seq_len),
             backend=backend,  # type: ignore[arg-type]  # RunSpec validates the name
             docker_image=docker_image,
+            gpus=gpus,  # a GPU smoke tier's one GPU (a CUDA-only program); empty: the CPU
             label="preflight",
         )
         result = run(spec)

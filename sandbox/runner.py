@@ -32,6 +32,7 @@ import numpy as np
 from sandbox.backends.base import Backend, PhaseInvocation
 from sandbox.backends.registry import get_backend
 from sandbox.checks import implausibility, timer_verdict
+from sandbox.code_bytes import counted_code_bytes
 from sandbox.errors import HarnessError
 from sandbox.outputs import CoverageError, OutputError, read_nll
 from sandbox.phases import (
@@ -39,7 +40,6 @@ from sandbox.phases import (
     check_phase,
     execute,
     fingerprint,
-    last_step,
     measure,
     merge_reports,
     read_phase_curve,
@@ -51,6 +51,7 @@ from sandbox.published import measure_published, reported_score
 from sandbox.scoring import TokenBytes, read_byte_sidecar, score
 from sandbox.shards import ShardFormatError, load_tokens, shard_paths, sidecar_paths
 from sandbox.spec import IntegrityCheck, Limits, Phase, ProbeKind, RunResult, RunSpec, RunStatus
+from sandbox.steps import steps_note, steps_reached
 
 # GOLF_OUT folder and log name of each phase under ``spec.out_dir`` (see the layout above).
 _PHASE_FOLDERS = {Phase.TRAIN: "train", Phase.EVAL: "eval", Phase.ALL: "run"}
@@ -177,6 +178,9 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         )
     if account.failed:
         val_bpb = val_loss = None
+    if account.artifact is not None:  # with its sibling modules; as the wrapper the harness builds, if asked
+        code = counted_code_bytes(entry_path, spec.code_bytes)
+        account.artifact = account.artifact.model_copy(update={"code": code})
     if (
         val_bpb is not None
         and account.artifact is not None
@@ -187,6 +191,10 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
             f"artifact is {account.artifact.total:,} bytes (code {account.artifact.code:,} + model "
             f"{account.artifact.model:,}), over the {limits.artifact_bytes:,}-byte limit",
         )
+    steps, mismatch = steps_reached(account.program.steps, account.curve)
+    for note in (mismatch, steps_note(account.status, steps, spec.planned_steps, step_bound=spec.step_bound)):
+        if note:
+            account.notes.append(note)
     # val_bpb is set only when every check passed; the one status that can follow it is over_size.
     result = RunResult(
         status=account.status,
@@ -198,7 +206,9 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         eval_seconds=account.eval_seconds,
         wall_seconds=time.monotonic() - started,
         program_train_seconds=account.program.train_seconds,
-        steps=account.program.steps if account.program.steps is not None else last_step(account.curve),
+        steps=steps,
+        steps_planned=spec.planned_steps,
+        step_bound=spec.step_bound,
         curve=account.curve,
         log_path=account.log_path,
         error_excerpt=account.error_excerpt,
@@ -209,9 +219,16 @@ def run(spec: RunSpec, on_event: OnEvent | None = None, *, backend: Backend | No
         stopped_by=account.stopped_by,
         probes=account.probes,
         self_reported=self_reported,
+        printed_bpb=_printed_bpb(out, spec.phases),
     )
     _write_atomically(out / "result.json", result.model_dump_json(indent=2))
     return result
+
+
+def _printed_bpb(out: Path, phases: str) -> float | None:
+    """The last val_bpb the scored evaluation printed (a log line, never the score)."""
+    printed = reported_score(out / ("eval.log" if phases == "split" else "run.log"))
+    return printed.val_bpb if printed is not None else None
 
 
 def _run_single_process(

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from sandbox.code_bytes import CodeBytes
+
 ARTIFACT_LIMIT_BYTES = 16_000_000  # decimal, as the challenge counts it
 
 
@@ -30,6 +32,30 @@ class RunStatus(StrEnum):
     OVER_SIZE = "over_size"
     INVALID = "invalid"
     PRUNED = "pruned"
+
+
+class StepExtent(StrEnum):
+    """How far a run trained against the steps it was planned (``RunSpec.planned_steps``): two runs
+    are comparable only when they trained the same number of steps, or, bound by a wall clock, as long."""
+
+    PLANNED = "planned"  # exactly the planned steps
+    CUT = "cut"  # fewer: its wall-clock cap (or the program itself) ended training first
+    OVER = "over"  # more: the program did not stop at its ITERATIONS
+
+
+# The statuses whose training ended on its own, so that the steps reached say how far the program
+# went; a crashed, timed-out, out-of-memory or pruned run was stopped by its fault or the harness.
+_TRAINED_OUT = frozenset({RunStatus.OK, RunStatus.OVER_SIZE, RunStatus.INVALID})
+
+
+def step_extent(status: RunStatus, reached: int | None, planned: int | None) -> StepExtent | None:
+    """Reached against planned steps; None without a plan or a count, or when training did not end
+    on its own (crashed, timeout, oom, pruned: the status says why it stopped)."""
+    if reached is None or planned is None or status not in _TRAINED_OUT:
+        return None
+    if reached < planned:
+        return StepExtent.CUT
+    return StepExtent.OVER if reached > planned else StepExtent.PLANNED
 
 
 class Phase(StrEnum):
@@ -158,6 +184,14 @@ class RunSpec(BaseModel):
     backend: Literal["local", "docker"] = "local"
     docker_image: str = "autogolf-trainer:latest"
     label: str = ""  # free text carried into logs and container labels (e.g. campaign/trial)
+    # The steps the run is to train (its ITERATIONS; None when the program has no such setting), and
+    # whether steps alone bound it: the caller turned the program's own wall-clock cap off (a cpu
+    # tier), so a run that stops short of them is not comparable. Otherwise the cap may end it first.
+    planned_steps: int | None = Field(default=None, ge=0)
+    step_bound: bool = False
+    # What the program's code bytes are: its file, or the self-extracting file it would ship as
+    # (sandbox.code_bytes; the campaign's [sandbox] code_bytes)
+    code_bytes: CodeBytes = CodeBytes.READABLE
 
     @model_validator(mode="after")
     def _check(self) -> RunSpec:
@@ -222,12 +256,17 @@ class RunResult(BaseModel):
     eval_seconds: float | None = None
     wall_seconds: float = 0.0
     program_train_seconds: float | None = None  # what the program's own timer said
-    steps: int | None = None
+    steps: int | None = None  # reached: the program's count, checked against its curve (sandbox.steps)
+    steps_planned: int | None = None  # RunSpec.planned_steps
+    step_bound: bool = False  # RunSpec.step_bound: its wall-clock cap was off
     curve: list[CurvePoint] = Field(default_factory=list)
     log_path: Path | None = None
     error_excerpt: str = ""  # the last traceback, for feedback to the agent
     suspicious: str = ""  # non-empty: plausibility check failed; keep out of the parent pool
     claimed_bpb: float | None = None  # what the program said; a log, not a score
+    # The last val_bpb its scored eval printed (its log, not a score): an adoption is accepted only
+    # when the harness's BPB equals it (controller.search.adoption)
+    printed_bpb: float | None = None
     notes: list[str] = Field(default_factory=list)  # harness remarks that did not change the status
     failed_check: IntegrityCheck | None = None  # the check that made the status what it is, if one did
     stopped_by: StopRequest | None = None  # set when the caller's progress callback stopped the run
@@ -244,6 +283,11 @@ class RunResult(BaseModel):
     @property
     def counted(self) -> bool:
         return self.status is RunStatus.OK
+
+    @property
+    def step_extent(self) -> StepExtent | None:
+        """Whether it trained its planned steps, was cut short, or went past them (None: unknown)."""
+        return step_extent(self.status, self.steps, self.steps_planned)
 
     @model_validator(mode="after")
     def _metrics_only_when_ok(self) -> RunResult:

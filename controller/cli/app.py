@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from controller.cli.findings import register as register_findings
+from controller.cli.imports import register as register_imports
 from controller.cli.review import register as register_review
 from controller.cli.terminal import GolfCommands, console, load, say
 from controller.workers.worker import register_worker
@@ -106,6 +108,8 @@ def data_demo(vocab_size: Annotated[int, typer.Option(help="SentencePiece vocabu
 
 app.add_typer(data_app, name="data")
 register_review(app)
+register_findings(app)
+register_imports(app)
 register_worker(app)
 
 

@@ -29,7 +29,7 @@ hypothesis_app = typer.Typer(help="Queue your own ideas for the agent, and see w
 
 def register(app: typer.Typer) -> None:
     """Add the review and steering commands to the ``autogolf`` app."""
-    for command in (status, leaderboard, show, diff, enqueue, seed, confirm, export, report, dashboard):
+    for command in (status, leaderboard, show, diff, enqueue, confirm, export, report, dashboard):
         app.command()(command)
     app.add_typer(hypothesis_app, name="hypothesis")
 
@@ -118,7 +118,7 @@ def leaderboard(
         return
     table = Table(title=f"leaderboard ({rows[0].tier if rows else tier or 'explore'} tier)")
     columns = ("#", "trial", "bpb", "± std", "seeds", "Δ parent", "Δ seed", "bytes", "headroom")
-    for column in (*columns, "train s", "eval s", "verified", "confirmed"):
+    for column in (*columns, "train s", "eval s", "steps", "verified", "confirmed"):
         table.add_column(column, no_wrap=True, justify="right", min_width=len(column))
     table.add_column("hypothesis", overflow="fold", ratio=1)
     for r in rows:
@@ -138,11 +138,26 @@ def leaderboard(
             _num(r.headroom_bytes, ","),
             _num(r.train_seconds, ".1f"),
             _num(r.eval_seconds, ".1f"),
+            r.steps.label if r.steps.comparable else f"[yellow]{r.steps.label}[/]",
             "yes" if r.verified else "",
             "yes" if r.confirmed else "",
-            escape(r.hypothesis[:70]),
+            escape(_operation_mark(r) + r.hypothesis[:70]),
         )
     console.print(table)
+    if any(not r.steps.comparable for r in rows):
+        from controller.review.steps import LEGEND
+
+        console.print(f"[yellow]{LEGEND}[/]", highlight=False)
+
+
+def _operation_mark(row) -> str:
+    """Stacks and ablations named in the leaderboard: what they combine or leave out."""
+    if row.operation == "stack":
+        second = f" + {row.second_parent_trial}" if row.second_parent_trial is not None else ""
+        return f"[stack {row.parent_trial}{second}] "
+    if row.operation == "ablate":
+        return f"[ablation of {row.parent_trial}] "
+    return f"[superseded by {row.superseded_by}] " if row.superseded_by is not None else ""
 
 
 def _print_diff(text: str) -> None:
@@ -184,6 +199,18 @@ def show(
         console.print(f"request: {detail.request_id}")
     chain = " → ".join(f"{t}" + (f" ({b:.4f})" if b is not None else "") for t, _, b in detail.lineage)
     console.print(f"lineage: {chain or 'not recorded'}")
+    if detail.second_parent_trial is not None:
+        console.print(
+            f"parents: {detail.parent_trial} (the program replayed onto) + {detail.second_parent_trial} "
+            "(the win whose change was replayed)"
+        )
+    if detail.ablated_part:
+        part = escape(detail.ablated_part)
+        console.print(f"ablated: {part} of trial {detail.parent_trial}'s change", highlight=False)
+    if detail.superseded_by is not None:
+        console.print(
+            f"superseded by trial {detail.superseded_by}: its ablation without a part that carries no gain"
+        )
     std = f" ± {detail.val_bpb_std:.4f}" if detail.val_bpb_std is not None else ""
     bpb = (
         f"{detail.val_bpb:.4f}{std} bpb over {len(detail.seed_bpbs)} seed(s)"
@@ -198,6 +225,13 @@ def show(
         + (" · verified" if detail.verified else "")
         + (" · confirmed" if detail.confirmed else "")
     )
+    if detail.steps.reached is not None:
+        style = None if detail.steps.comparable else "yellow"
+        console.print(f"steps: {escape(detail.steps.explain())}", style=style, highlight=False)
+    if detail.adoption:
+        console.print(f"adoption: {escape(detail.adoption)}", highlight=False)
+    if detail.smoke_skipped:
+        console.print(f"[yellow]smoke:[/] {escape(detail.smoke_skipped)}", highlight=False)
     if detail.failed_check:
         console.print(f"[red]failed integrity check:[/] {escape(detail.failed_check)}")
     for line in detail.integrity:
@@ -327,71 +361,6 @@ def _check_knobs(campaign: Path, config, values: dict[str, str], parent: int | N
             knobs[name].parse(text)
         except ValueError as exc:
             raise typer.BadParameter(f"--knob {name}={text}: {exc}") from exc
-
-
-def seed(
-    campaign: CampaignArg,
-    program: Annotated[
-        Path, typer.Option("--from", help="a program, or a challenge records folder, to import as a new root")
-    ],
-    title: Annotated[str, typer.Option(help="what the program is")] = "",
-) -> None:
-    """Import a program or a challenge record as a new root of the campaign.
-
-    A program with a knob table is queued as it is. Anything else (a records folder, a
-    self-extracting or exec-stub program, one without a table) is read by the importer: unwrapped,
-    given a knob table from its published settings, and, without the run contract, run as published
-    with its score self-reported. What it needs that this machine lacks is said first.
-    """
-    from controller.search.imports import image_needs, queue_record
-    from controller.search.requests import add_seed, load_requests
-
-    config = load(campaign)
-    if program.is_file() and _has_knob_table(program):
-        request_id = add_seed(config.run_dir, program, title)
-    else:
-        queued = queue_record(config.run_dir, program, title)
-        request_id, record = queued.request_id, queued.record
-        score = f", published {record.score.val_bpb:.4f} bpb" if record.score is not None else ""
-        console.print(
-            escape(
-                f"read {record.name}: {record.wrapping.value.replace('_', '-')} program, {len(record.knobs)} knobs{score}"
-            ),
-            highlight=False,
-        )
-        if queued.table_added:
-            console.print("gave it a knob table with its published settings as defaults", highlight=False)
-        if queued.published:
-            console.print(
-                "it does not follow the run contract: it runs as published, its score self-reported "
-                "(never a parent of record)",
-                highlight=False,
-            )
-        for need in queued.missing:
-            console.print(escape(f"needs {need.name}: {need.message}; {need.hint}"), highlight=False)
-        if config.sandbox.backend == "docker" and (image := image_needs(record)):
-            _say_image_needs(image)
-    request = next(r for r in load_requests(config.run_dir) if r.id == request_id)
-    console.print(escape(f"queued {request_id}: {request.summary()}"), highlight=False)
-
-
-def _say_image_needs(image) -> None:
-    from sandbox.backends.images import WHEELS_DIR, trainer_build_command
-
-    for module in image.wheels:
-        console.print(escape(f"the trainer image needs a wheel for {module}: put it in {WHEELS_DIR}"))
-    command = trainer_build_command(pip_extra=image.pip, system_tools=image.tools)
-    console.print(escape(f"then rebuild the trainer image: {' '.join(command)}"), highlight=False)
-
-
-def _has_knob_table(program: Path) -> bool:
-    try:
-        source = program.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return True  # add_seed names the problem
-    from controller.search.imports import has_knob_table
-
-    return has_knob_table(source)
 
 
 def confirm(

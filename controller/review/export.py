@@ -23,6 +23,7 @@ from controller.errors import ControllerError
 from controller.review.views import Campaign, std_or_none
 from controller.search.stats import welch_one_sided
 from controller.store.archive import Candidate
+from sandbox.code_bytes import CodeBytes
 
 RECORD_ENTRY = "train_gpt.py"  # the challenge's name for the single training script
 READABLE_ENTRY = "train_gpt_readable.py"  # beside a self-extracting train_gpt.py, for reviewers (not counted)
@@ -106,6 +107,8 @@ def export_candidate(
         raise ControllerError(f"trial {trial}'s commit has no {entry}", hint="check the campaign repository")
     readable_bytes = files[entry].encode("utf-8")  # files_at decoded UTF-8 losslessly: same bytes
     program_bytes = readable_bytes
+    counted_wrapped = campaign.config.sandbox.code_bytes is CodeBytes.SELF_EXTRACTING
+    self_extracting = self_extracting or counted_wrapped  # its runs counted the wrapper: ship that
     if self_extracting:
         from controller.review.wrap import check_wrapped, run_both, wrapped
 
@@ -126,7 +129,9 @@ def export_candidate(
     if not seeds:
         raise ControllerError(f"trial {trial} has no scored seed to export", hint="pick an ok candidate")
     submission = _submission(campaign, candidate, seeds, len(program_bytes), info)
-    if self_extracting and submission.bytes_total is not None:  # the runs counted the readable program
+    if (
+        self_extracting and not counted_wrapped and submission.bytes_total is not None
+    ):  # runs counted the readable one
         shipped = submission.bytes_total - len(readable_bytes) + len(program_bytes)
         submission = submission.model_copy(update={"bytes_total": shipped})
     (dest / "submission.json").write_text(json.dumps(submission.model_dump(), indent=2) + "\n")

@@ -1,7 +1,8 @@
 """``autogolf report``: one self-contained HTML file (inline SVG and CSS, no script, nothing fetched).
 
 Sections: BPB over trials, the frontier over time, bytes vs BPB with the artifact limit, the lineage
-tree, per-operation success rates, spend, the leaderboard, and every ranked candidate's diff against
+tree, per-operation success rates, spend, the leaderboard, the findings (confirmed and refuted
+hypotheses, controller.review.findings), and every ranked candidate's diff against
 its parent in a ``<details id="trial-N">`` block that the leaderboard links to.
 """
 
@@ -17,6 +18,9 @@ from pathlib import Path
 
 from optuna.trial import TrialState
 
+from controller.review.combined import combined_html
+from controller.review.findings import campaign_findings, findings_html
+from controller.review.steps import LEGEND, StepCount
 from controller.review.views import Campaign, LeaderboardRow, leaderboard, llm_spend
 from controller.store.archive import Candidate
 
@@ -26,6 +30,8 @@ OPERATION_COLOURS = {
     "tune": "#ff7f0e",
     "hypothesis": "#2ca02c",
     "confirm": "#9467bd",
+    "stack": "#8c564b",
+    "ablate": "#17becf",
 }
 WIDTH, HEIGHT = 640, 300
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 70, 20, 15, 45
@@ -41,6 +47,7 @@ pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:.85em}
 svg text{font-size:11px;fill:#333}.grid{stroke:#eee}.axis{stroke:#555}
 ul.tree{list-style:none;padding-left:1.2em;border-left:1px dotted #bbb}.muted{color:#777}
 .bar{display:inline-block;height:10px;background:#2ca02c}
+td.cut{background:#fff3cd;color:#8a5300;font-weight:bold}
 """
 
 
@@ -297,7 +304,7 @@ def spend_summary(campaign: Campaign) -> str:
 def leaderboard_table(rows: list[LeaderboardRow]) -> str:
     head = (
         "<tr><th>#</th><th>trial</th><th>val_bpb</th><th>± std</th><th>seeds</th><th>Δ parent</th>"
-        "<th>Δ seed</th><th>bytes</th><th>headroom</th><th>train s</th><th>eval s</th>"
+        "<th>Δ seed</th><th>bytes</th><th>headroom</th><th>train s</th><th>eval s</th><th>steps</th>"
         "<th>verified</th><th>confirmed</th><th class='text'>hypothesis</th></tr>"
     )
     body = []
@@ -309,11 +316,19 @@ def leaderboard_table(rows: list[LeaderboardRow]) -> str:
             f"<td>{_num(r.val_bpb_std, '.4f')}</td><td>{r.seeds}</td><td>{_num(r.delta_parent_bpb, '+.4f')}</td>"
             f"<td>{_num(r.delta_seed_bpb, '+.4f')}</td><td>{_num(r.artifact_bytes, ',')}</td>"
             f"<td>{_num(r.headroom_bytes, ',')}</td><td>{_num(r.train_seconds, '.1f')}</td>"
-            f"<td>{_num(r.eval_seconds, '.1f')}</td><td>{'yes' if r.verified else ''}</td>"
+            f"<td>{_num(r.eval_seconds, '.1f')}</td>{_steps_cell(r.steps)}<td>{'yes' if r.verified else ''}</td>"
             f"<td>{'yes' if r.confirmed else ''}</td>"
             f"<td class='text'>{_esc(r.hypothesis[:120])}</td></tr>"
         )
-    return f"<table>{head}{''.join(body)}</table>"
+    legend = f"<p class='muted'>{_esc(LEGEND)}</p>" if any(not r.steps.comparable for r in rows) else ""
+    return f"<table>{head}{''.join(body)}</table>{legend}"
+
+
+def _steps_cell(steps: StepCount) -> str:
+    """Reached/planned steps; a run cut short of (or past) its plan is marked as not comparable."""
+    if steps.comparable:
+        return f"<td>{_esc(steps.label)}</td>"
+    return f"<td class='cut' title='not comparable: {_esc(steps.explain())}'>{_esc(steps.label)}</td>"
 
 
 def diff_blocks(campaign: Campaign, candidates: list[Candidate]) -> str:
@@ -370,8 +385,12 @@ def render_report(campaign: Campaign, *, max_diffs: int = MAX_DIFFS) -> str:
         bytes_vs_bpb(candidates, limit_bytes),
         "<h2>Leaderboard</h2>",
         leaderboard_table(rows),
+        "<h2>Findings</h2>",
+        findings_html(campaign_findings(campaign)),
         "<h2>Operations</h2>",
         operation_table(campaign),
+        "<h2>Stacks and ablations</h2>",
+        combined_html(campaign),
         "<h2>Lineage</h2>",
         lineage_tree(list(campaign.archive)),
         "<h2>Changes</h2>",

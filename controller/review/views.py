@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from controller.config import CampaignConfig
 from controller.errors import ControllerError
+from controller.review.steps import StepCount
 from controller.search.requests import Request, pending
 from controller.store.archive import Archive, Candidate, Operation
 from controller.store.gitstore import GitStore
@@ -134,6 +135,9 @@ class LeaderboardRow(BaseModel):
     suspicious: str
     hypothesis: str
     self_reported: bool = False  # the program's own score (run as published): shown, never a parent
+    steps: StepCount = StepCount()  # reached/planned: "52/80 cut" is not comparable (review.steps)
+    second_parent_trial: int | None = None  # a stack's: the win whose change was replayed
+    superseded_by: int | None = None  # an ablation dropped a part of its change and took its place
 
 
 def leaderboard(
@@ -163,6 +167,8 @@ def leaderboard_row(campaign: Campaign, c: Candidate, rank: int) -> LeaderboardR
         trial=c.trial,
         commit=c.commit,
         parent_trial=c.parent_trial,
+        second_parent_trial=c.second_parent_trial,
+        superseded_by=c.superseded_by,
         root_trial=root.trial,
         operation=str(c.operation),
         tier=c.tier,
@@ -183,6 +189,7 @@ def leaderboard_row(campaign: Campaign, c: Candidate, rank: int) -> LeaderboardR
         suspicious=c.suspicious,
         hypothesis=c.hypothesis,
         self_reported=c.self_reported,
+        steps=StepCount.of_candidate(c, step_bound=result.get("step_bound") is True),
     )
 
 
@@ -332,8 +339,13 @@ class TrialDetail(BaseModel):
     proposer: str
     request_id: str | None
     parent_trial: int | None
+    second_parent_trial: int | None = None  # a stack's: the win whose change was replayed onto the parent
+    ablated_part: str | None = None  # an ablation's: the part of the parent's change left out
+    superseded_by: int | None = None  # the ablation that took its place as the program of record
     commit: str | None
     self_reported: bool = False  # val_bpb is the program's own log line (run as published)
+    adoption: str = ""  # an adopt trial's check: harness vs printed BPB (controller.search.adoption)
+    smoke_skipped: str = ""  # why no preflight smoke run checked the program
     lineage: list[tuple[int, str, float | None]]  # (trial, hypothesis, val_bpb), root first
     val_bpb: float | None
     val_bpb_std: float | None
@@ -347,6 +359,7 @@ class TrialDetail(BaseModel):
     failed_check: str | None  # the integrity check that failed it, if one did
     integrity: list[str]  # one line per integrity probe it passed
     knob_values: dict[str, str]
+    steps: StepCount = StepCount()  # of this trial's own run (a confirm run's too)
     cost_usd: float | None
     diff: str  # against the parent (empty for a root)
     log_tail: str
@@ -379,6 +392,9 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
         proposer=attrs.proposer,
         request_id=attrs.request_id,
         parent_trial=parent_trial,
+        second_parent_trial=attrs.second_parent,
+        ablated_part=attrs.ablated_part,
+        superseded_by=candidate.superseded_by if candidate else None,
         commit=candidate.commit if candidate else None,
         lineage=[(c.trial, c.hypothesis, c.val_bpb) for c in lineage],
         val_bpb=candidate.val_bpb if candidate else attrs.val_bpb,
@@ -390,10 +406,13 @@ def trial_detail(campaign: Campaign, number: int, *, log_lines: int = LOG_TAIL_L
         confirmed=candidate.confirmed if candidate else False,
         verified=candidate.verified if candidate else False,
         self_reported=candidate.self_reported if candidate else attrs.published,
+        adoption=attrs.adoption.summary() if attrs.adoption is not None else "",
+        smoke_skipped=attrs.smoke_skipped,
         suspicious=candidate.suspicious if candidate else "",
         failed_check=str(run_result.get("failed_check") or "") or None,
         integrity=[probe_summary(probe) for probe in run_result.get("probes", [])],
         knob_values={k: str(v) for k, v in (attrs.knob_values or {}).items()},
+        steps=StepCount.of_result(run_result),
         cost_usd=attrs.cost_usd,
         diff=diff,
         log_tail=log_tail(campaign.run_dir, number, log_lines),

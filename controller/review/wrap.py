@@ -10,8 +10,6 @@ sandbox on the same tier, data and seed and requires the same score.
 
 from __future__ import annotations
 
-import base64
-import lzma
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,21 +21,13 @@ from controller.search.workspace import resolve_data
 from importer import RecordImportError, unwrap_text
 from sandbox import RunSpec, RunStatus
 from sandbox import run as sandbox_run
+from sandbox.code_bytes import self_extracting
 from sandbox.knobs import parse_knob_table
-
-_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME}]
 
 
 def wrapped(source: str) -> str:
-    """``source`` as a self-extracting program: it decompresses and executes the original."""
-    payload = base64.b85encode(
-        lzma.compress(source.encode("utf-8"), format=lzma.FORMAT_RAW, filters=_FILTERS)
-    )
-    return (
-        "import lzma as L,base64 as B\n"
-        f'exec(L.decompress(B.b85decode("{payload.decode("ascii")}"),format=L.FORMAT_RAW,'
-        'filters=[{"id":L.FILTER_LZMA2}]))\n'
-    )
+    """``source`` as a self-extracting program (sandbox.code_bytes, whose size the harness counts)."""
+    return self_extracting(source)
 
 
 def check_wrapped(source: str, wrapper: str) -> None:

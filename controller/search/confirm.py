@@ -69,6 +69,11 @@ class ConfirmBook:
         self.scheduled[source.commit] += len(plans)
         return plans
 
+    def more_seeds(self, archive: Archive, source: Candidate) -> list[TrialPlan]:
+        """Confirm runs that bring ``source``'s record to the confirm tier's seeds (an ablation's,
+        controller.search.ablation); seeds already scheduled are not scheduled again."""
+        return self._plans(archive, source)
+
     def incumbent(self, archive: Archive) -> Candidate | None:
         """The explore-tier candidate of record: the best confirmed one (the seed program at first)."""
         return archive.incumbent(self.explore)

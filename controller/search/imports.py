@@ -27,15 +27,20 @@ from importer import (
     render_knob_table,
 )
 
-# Lets the injected table run as ordinary code; the program itself never reads KNOBS.
+# Lets the injected table run as ordinary code. The program reads its environment, not KNOBS, so
+# each entry puts its default there unless the environment already has a value: the program then
+# runs with the table's defaults (its published settings, or what a tuned child baked in) while a
+# tier's or the sampler's value, passed in the environment, still wins.
 _KNOB_SHIM = (
     "def Knob(name, type, default, **options):  # noqa: N802 - autogolf's knob table (sandbox/knobs.py)\n"
+    '    text = ("1" if default else "0") if isinstance(default, bool) else str(default)\n'
+    '    __import__("os").environ.setdefault(name, text)\n'
     "    return (name, type, default, options)\n"
 )
 _TABLE_HEADER = (
     "# autogolf: the settings this program reads from its environment, with the values its record\n"
-    "# was published with as defaults ({origin}). autogolf sets them per tier; the program ignores\n"
-    "# this table and reads the environment as before.\n"
+    "# was published with as defaults ({origin}). Each default is put in the environment unless it\n"
+    "# has a value already (autogolf sets them per tier); the program reads the environment as before.\n"
 )
 
 
@@ -126,6 +131,7 @@ def queue_record(run_dir: Path, path: Path, title: str = "") -> QueuedRecord:
         published=published,
         reported_bpb=score,
         needs_cuda=needs_cuda(record),
+        files=record.siblings,
     )
     return QueuedRecord(request_id, record, published, missing_requirements(record.requirements), added)
 

@@ -34,6 +34,7 @@ from controller.search.trial import (
     TrialPlan,
     child_source,
     knob_overrides,
+    offline_attrs,
     plausibility_for,
     prepare_program,
     program_knobs,
@@ -244,6 +245,9 @@ class Controller:
                 handle = plan.requeued
             else:
                 attrs = TrialAttrs(hypothesis=plan.hypothesis, seed=plan.seed, published=plan.published)
+                attrs = attrs.merged(offline_attrs(plan))  # a stack's second parent, an ablated part
+                if plan.smoke_skipped:  # never silently: the trial says why no smoke run guarded it
+                    attrs = attrs.updated(smoke_skipped=plan.smoke_skipped)
                 if plan.request is not None:
                     attrs = attrs.merged(request_attrs(plan.request))
                 if plan.proposal is not None:
@@ -315,6 +319,7 @@ class Controller:
             else GpuPool.cpu(self.config.sandbox.cpu_slots)
         )
         gate = SlotGate(pool, self._user_stopped)
+        self.planner.gpu_pool = pool if self.config.sandbox.gpus else None
         state = self.state
         state.urgent.extend(self._requeued())
         for plan in load_prepared(self.ws.run_dir, state.archive, state.say):

@@ -16,15 +16,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.errors import ProposalError, ProposerExhausted
-from agent.proposal import GiveUp, Outcome, Proposal
+from agent.proposal import GiveUp, Outcome, Proposal, ProposerKind
+from controller.search.ablation import Ablator
+from controller.search.adoption import check_port, port_program, program_needs_cuda
 from controller.search.context import build_context
 from controller.search.inert import ParentBehaviour, deterministic_smoke, inert_message, masked_by_smoke
-from controller.search.requests import Request, RequestKind, pending, request_attrs
+from controller.search.requests import Request, RequestKind, extra_files_of, pending, request_attrs
+from controller.search.stacking import Stacker
 from controller.search.state import SearchState
 from controller.search.trial import BASE_SEED, TrialPlan, knob_overrides, write_trial_log
 from controller.store.archive import Candidate, Operation
 from controller.store.trial_attrs import TrialAttrs
-from sandbox import preflight
+from sandbox import GpuPool, preflight
 from sandbox.knobs import Knob, parse_knob_table
 
 QUEUE_AHEAD = 2  # proposals prepared ahead of free slots
@@ -51,6 +54,9 @@ class Planner:
         self.exhausted: set[Operation] = set()
         self.requests_taken: set[str] = set()  # request ids a plan was made for
         self.parent_behaviour = ParentBehaviour()  # parents' smoke-run digests (controller.search.inert)
+        self.gpu_pool: GpuPool | None = None  # the controller's: a GPU smoke tier's runs lease one GPU
+        self.stacker = Stacker(self)  # the offline operations on confirmed wins
+        self.ablator = Ablator(self)
 
     def mark_taken(self, request: Request) -> None:
         """A plan for ``request`` exists already (kept from the last start): make no other."""
@@ -82,7 +88,9 @@ class Planner:
                 )
             except LookupError:
                 return None
-            exclude = frozenset({Operation.HYPOTHESIS, Operation.CONFIRM} | self.exhausted)
+            exclude = frozenset(
+                {Operation.HYPOTHESIS, Operation.CONFIRM} | self.exhausted | self._idle_offline()
+            )
             try:
                 operation = self.config.operations.draw(self.rng, exclude=exclude)
             except ValueError:  # every weighted code operation is exhausted: tuning takes over
@@ -96,7 +104,11 @@ class Planner:
                 operation=operation,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
                 tier=self.state.explore,
+                workspace=self.ws,
             )
+        if operation in (Operation.STACK, Operation.ABLATE):  # they choose their own wins
+            reservation.release()
+            return self.stacker.plan() if operation is Operation.STACK else self.ablator.plan()
         proposer = self.ws.proposers[operation]
         if proposer.name == "knobs":  # no code proposer configured: the draw becomes a tuning trial
             operation = Operation.TUNE
@@ -125,7 +137,19 @@ class Planner:
             parent=parent,
             proposal=proposal,
             reservation=reservation,
+            smoke_skipped=self._skipped_for(proposal),
         )
+
+    def _idle_offline(self) -> set[Operation]:
+        """Stack and ablate while nothing is eligible for them (skipped, as hypothesis with an empty
+        queue is); only those with weight are looked at, since looking reads the study."""
+        weights = self.config.operations.weights()
+        idle = set()
+        if Operation.STACK in weights and not self.stacker.ready():
+            idle.add(Operation.STACK)
+        if Operation.ABLATE in weights and not self.ablator.ready():
+            idle.add(Operation.ABLATE)
+        return idle
 
     def _check_program(self, parent: Candidate) -> Callable[[str], tuple[str, ...]]:
         """The agent's program check: the static knob table, then (when configured) a CPU smoke run,
@@ -138,6 +162,8 @@ class Planner:
 
         def check(source: str) -> tuple[str, ...]:
             knobs = parse_knob_table(source, filename=self.ws.entry)
+            if source != parent_source and self.config.search.preflight_smoke and self._smoke_skip(source):
+                return tuple(k.name for k in knobs)  # a CUDA-only program: its trial says so
             if source != parent_source and self.config.search.preflight_smoke:
                 report = self._smoke(source, parent_source)
                 if not report.ok:
@@ -160,7 +186,28 @@ class Planner:
 
         return check
 
+    def _smoke_skip(self, source: str) -> str:
+        """Why ``source`` gets no CPU smoke run ("" when it does): it needs CUDA and the smoke tier
+        runs on CPU. The reason travels with its plan (smoke_skipped) into the trial's record."""
+        if self.config.tiers.get("smoke").device == "gpu" or not program_needs_cuda(source, self.ws.entry):
+            return ""
+        return "no preflight smoke run: the program needs CUDA and the smoke tier runs on CPU"
+
+    def _skipped_for(self, proposal: Proposal) -> str:
+        source = proposal.files.get(self.ws.entry)
+        if source is None or not self.config.search.preflight_smoke:
+            return ""
+        return self._smoke_skip(source)
+
     def _smoke(self, source: str, parent_source: str | None):  # -> PreflightReport
+        """The smoke tier's run of ``source``; on a GPU smoke tier (a CUDA-only program cannot smoke on
+        a CPU) it waits for one of the campaign's GPUs, as a trial would."""
+        if self.config.tiers.get("smoke").device == "gpu" and self.gpu_pool is not None:
+            with self.gpu_pool.acquire(1) as lease:
+                return self._preflight(source, parent_source, lease.gpus)
+        return self._preflight(source, parent_source, ())
+
+    def _preflight(self, source: str, parent_source: str | None, gpus: tuple[int, ...]):
         with tempfile.TemporaryDirectory(prefix="autogolf-preflight-") as tmp:
             program = Path(tmp) / "program"
             program.mkdir()
@@ -179,28 +226,37 @@ class Planner:
                 timeout_seconds=smoke.train_seconds + smoke.eval_seconds + smoke.startup_grace_seconds,
                 out_dir=Path(tmp) / "out",
                 eval_seq_len=smoke.harness_eval_seq_len(),
+                gpus=gpus,
             )
 
     def _smoke_env(self, knobs: list[Knob]) -> dict[str, str]:
         """The smoke tier's settings for a program with ``knobs``, its schedule keyed on steps."""
         return deterministic_smoke(knob_overrides(self.config.tiers.get("smoke"), "smoke", knobs), knobs)
 
-    def _record_not_run(self, request: Request, reason: str) -> None:
+    def _record_not_run(self, request: Request, reason: str, operation: Operation = Operation.SEED) -> None:
         """A request that cannot run here is still a trial: a FAIL with the reason, so it is consumed
         and the reason shows in status and show, never a silent skip."""
         with self.state.lock:
             handle = self.ws.study.ask(
-                None, [], {}, tier=self.state.explore, operation=Operation.SEED, attrs=request_attrs(request)
+                None, [], {}, tier=self.state.explore, operation=operation, attrs=request_attrs(request)
             )
             self.ws.study.fail(handle, reason)
         self.state.say(f"trial {handle.number}: request {request.id} {reason}")
 
     def _record_give_up(
-        self, parent: Candidate, operation: Operation, give_up: GiveUp, request: Request | None = None
+        self,
+        parent: Candidate,
+        operation: Operation,
+        give_up: GiveUp,
+        request: Request | None = None,
+        attrs: TrialAttrs | None = None,
     ) -> None:
-        """A proposal that never became a program is still a trial: a FAIL with the reason."""
+        """A proposal that never became a program is still a trial: a FAIL with the reason (``attrs``:
+        more to record, e.g. a stack's second parent)."""
         with self.state.lock:
-            attrs = request_attrs(request) if request is not None else TrialAttrs()
+            attrs = (request_attrs(request) if request is not None else TrialAttrs()).merged(
+                attrs or TrialAttrs()
+            )
             handle = self.ws.study.ask(
                 parent, [], {}, tier=self.state.explore, operation=operation, attrs=attrs
             )
@@ -284,7 +340,9 @@ class Planner:
             return self.state.archive.best(self.state.explore)
 
     def _plan_request(self, request: Request) -> TrialPlan | None:
-        """One plan for a hypothesis, knob or seed request; confirm requests go to the urgent queue."""
+        """One plan for a hypothesis, knob, seed or adopt request; confirm requests go to the urgent queue."""
+        if request.kind is RequestKind.ADOPT:
+            return self._plan_adopt(request)
         if request.kind is RequestKind.SEED:
             tier = self.config.tiers.get(self.state.explore)
             if request.needs_cuda and tier.device != "gpu":
@@ -296,7 +354,8 @@ class Planner:
                 return None
             program = (self.ws.run_dir / str(request.program)).read_text(encoding="utf-8")
             title = request.title or f"imported program ({request.id})"
-            proposal = Proposal(hypothesis=title, files={self.ws.entry: program}, proposer="seed")
+            files = {**extra_files_of(self.ws.run_dir, request), self.ws.entry: program}
+            proposal = Proposal(hypothesis=title, files=files, proposer="seed")
             return TrialPlan(
                 Operation.SEED,
                 self.state.explore,
@@ -344,6 +403,54 @@ class Planner:
             )
         return self._plan_hypothesis(request, parent)
 
+    def _plan_adopt(self, request: Request) -> TrialPlan | None:
+        """The port of a foreign program (controller.search.adoption), as a root of its own."""
+        source = (self.ws.run_dir / str(request.program)).read_text(encoding="utf-8")
+        tier = self.config.tiers.get(self.state.explore)
+        if (request.needs_cuda or program_needs_cuda(source, self.ws.entry)) and tier.device != "gpu":
+            reason = (
+                f"not run: the program needs CUDA and the {self.state.explore} tier runs on CPU; "
+                "adopt it in a campaign whose explore tier has GPUs"
+            )
+            self._record_not_run(request, reason, Operation.ADOPT)
+            return None
+        proposer = self.ws.proposers[Operation.MUTATE]
+        llm_port = None
+        if proposer.name == ProposerKind.LLM:
+            llm_port = lambda context: proposer.propose(context, self._check_port)  # noqa: E731
+        port = port_program(
+            source,
+            entry=self.ws.entry,
+            title=request.title or request.id,
+            llm_port=llm_port,
+            extra_files=extra_files_of(self.ws.run_dir, request),
+        )
+        if port.proposal is None:
+            self._record_not_run(request, port.not_run, Operation.ADOPT)
+            return None
+        return TrialPlan(
+            Operation.ADOPT,
+            self.state.explore,
+            None,
+            port.proposal,
+            request=request,
+            adopt_port=port.port,
+            smoke_skipped=self._skipped_for(port.proposal) if port.port == "llm" else "",
+        )
+
+    def _check_port(self, source: str) -> tuple[str, ...]:
+        """An LLM port's program check: the contract statically, then the CPU smoke run when the
+        program can run on a CPU (a CUDA-only one is smoke-tested by its trial, with the reason said)."""
+        names = check_port(source, self.ws.entry)
+        if self.config.search.preflight_smoke and not program_needs_cuda(source, self.ws.entry):
+            report = self._smoke(source, None)
+            if not report.ok:
+                raise ProposalError(
+                    f"The ported program failed its preflight at stage '{report.stage}': {report.reason}\n"
+                    f"{report.log_excerpt[-1500:]}"
+                )
+        return names
+
     def _plan_hypothesis(self, request: Request, parent: Candidate) -> TrialPlan | None:
         proposer = self.ws.proposers[Operation.HYPOTHESIS]
         if proposer.name == "knobs":
@@ -360,6 +467,7 @@ class Planner:
                 human_hypothesis=request.text,
                 failed_attempts=tuple(self.failed_attempts.get(parent.trial, ())),
                 tier=self.state.explore,
+                workspace=self.ws,
             )
             reservation = self.state.inflight.reserve(parent.trial)
         try:
@@ -380,4 +488,5 @@ class Planner:
             proposal,
             request=request,
             reservation=reservation,
+            smoke_skipped=self._skipped_for(proposal),
         )

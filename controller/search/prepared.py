@@ -36,6 +36,8 @@ def save_prepared(run_dir: Path, plans: Iterable[TrialPlan]) -> int:
                 "confirm_source": plan.confirm_source.trial if plan.confirm_source else None,
                 "seed": plan.seed,
                 "request": plan.request.model_dump(mode="json") if plan.request else None,
+                "second_parent": plan.second_parent.trial if plan.second_parent else None,
+                "ablated_part": plan.ablated_part,
             }
         )
         for plan in plans
@@ -61,8 +63,11 @@ def load_prepared(run_dir: Path, archive: Archive, say: Callable[[str], None]) -
         try:
             data = json.loads(line)
             parent_trial, source_trial = data["parent_trial"], data["confirm_source"]
-            if (parent_trial is not None and parent_trial not in archive) or (
-                source_trial is not None and source_trial not in archive
+            second_trial = data.get("second_parent")  # a stack's; files of earlier versions lack it
+            if (
+                (parent_trial is not None and parent_trial not in archive)
+                or (source_trial is not None and source_trial not in archive)
+                or (second_trial is not None and second_trial not in archive)
             ):
                 say(f"{path.name}:{number}: its parent is no longer in the archive; dropped")
                 continue
@@ -75,6 +80,8 @@ def load_prepared(run_dir: Path, archive: Archive, say: Callable[[str], None]) -
                     confirm_source=archive.get(source_trial) if source_trial is not None else None,
                     seed=int(data["seed"]),
                     request=Request.model_validate(data["request"]) if data["request"] else None,
+                    second_parent=archive.get(second_trial) if second_trial is not None else None,
+                    ablated_part=data.get("ablated_part"),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -104,6 +111,7 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
         if files and own_program
         else None
     )
+    second = handle.attrs.second_parent  # a stack's: its commit is a merge of both parents
     return TrialPlan(
         operation=operation,
         tier_name=handle.tier or explore,
@@ -111,4 +119,6 @@ def requeued_plan(ws: Workspace, archive: Archive, handle: TrialHandle, explore:
         proposal=proposal,
         requeued=handle,
         published=handle.attrs.published,
+        second_parent=archive.get(second) if second is not None and second in archive else None,
+        ablated_part=handle.attrs.ablated_part,
     )

@@ -8,7 +8,9 @@ Welch test that may make a win a parent of record. Every write happens under the
 
 from __future__ import annotations
 
+from controller.search.adoption import judge_adoption
 from controller.search.confirm import judge_integrity
+from controller.search.requests import trials_of
 from controller.search.state import SearchState
 from controller.search.trial import (
     TrialPlan,
@@ -19,8 +21,9 @@ from controller.search.trial import (
     tell_study,
 )
 from controller.store.archive import Operation
-from controller.store.records import with_confirmed, with_extra_seed
+from controller.store.records import superseded, with_confirmed, with_extra_seed
 from controller.store.study import TrialHandle
+from controller.store.trial_attrs import AblationDrop
 from sandbox import RunResult, RunStatus, StopRequest
 
 
@@ -40,8 +43,14 @@ class Recorder:
             if plan.operation is Operation.CONFIRM:
                 self._record_confirm(plan, handle, result)
                 return
+            adoption = None
+            if plan.operation is Operation.ADOPT:  # a root only when its printed BPB is the harness's
+                tolerance = state.config.search.adopt_bpb_tolerance
+                result, adoption = judge_adoption(result, plan.adopt_port, tolerance)
             candidate = record_candidate(ws, plan, handle, result, changed)
             attrs = candidate_attr(candidate)
+            if adoption is not None:
+                attrs = attrs.updated(adoption=adoption, adopts=self._adopted_trial(plan))
             if plan.operation is Operation.SEED and plan.request is None:
                 attrs = attrs.updated(promoted=True)  # the campaign's seed program: first parent of record
                 candidate = with_confirmed(candidate)
@@ -54,7 +63,26 @@ class Recorder:
             state.archive.add(candidate)
             self.sync_frontier()
             state.urgent.extend(state.confirms.after_explore(state.archive, candidate))
+            if plan.operation is Operation.ABLATE and plan.ablated_part is not None:
+                more, said = state.ablations.after_explore(
+                    state.archive, candidate, plan.ablated_part, state.confirms
+                )
+                state.urgent.extend(more)
+                if said:
+                    state.say(said)
         self._announce(handle.number, result)
+
+    def _adopted_trial(self, plan: TrialPlan) -> int | None:
+        """The published trial an adoption ports: the one its request names, or its seed request's."""
+        request = plan.request
+        if request is None:
+            return None
+        if request.trial is not None:
+            return request.trial
+        if request.source_request is None:
+            return None
+        made = trials_of(request.source_request, self.state.ws.study.trials())
+        return made[0].number if made else None
 
     def _record_confirm(self, plan: TrialPlan, handle: TrialHandle, result: RunResult) -> None:
         state, ws = self.state, self.state.ws
@@ -83,6 +111,13 @@ class Recorder:
             attrs = attrs.updated(promotes=winner.trial)
             state.archive.add(with_confirmed(winner))
             state.say(f"trial {handle.number}: {verdict}")
+        for ablated in state.ablations.judge(state.archive, state.confirms):
+            if ablated.dropped:
+                drop = AblationDrop(ablation=ablated.ablation.trial, win=ablated.win.trial, part=ablated.part)
+                attrs = attrs.updated(drops=drop)
+                state.archive.add(with_confirmed(state.archive.get(drop.ablation)))
+                state.archive.add(superseded(state.archive.get(drop.win), drop.ablation))
+            state.say(f"trial {handle.number}: {ablated.text}")
         tell_study(ws, handle, plan.tier_name, result, attrs)
         self.sync_frontier()
         self._announce(handle.number, result)

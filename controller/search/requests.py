@@ -50,6 +50,7 @@ class RequestKind(StrEnum):
     KNOBS = "knobs"  # exact knob settings, no code change
     SEED = "seed"  # a program imported as a new root of the campaign
     CONFIRM = "confirm"  # more seeds for an existing candidate
+    ADOPT = "adopt"  # a foreign program (a record run as published) ported to the run contract
 
 
 _PREFIX = {
@@ -57,6 +58,7 @@ _PREFIX = {
     RequestKind.KNOBS: "k",
     RequestKind.SEED: "s",
     RequestKind.CONFIRM: "c",
+    RequestKind.ADOPT: "a",
 }
 
 
@@ -78,7 +80,10 @@ class Request(BaseModel):
     published: bool = False
     reported_bpb: float | None = None  # seed: the score its record published, for comparison
     needs_cuda: bool = False  # seed: it cannot run without a GPU (a CPU tier records why it skipped)
-    trial: int | None = None  # confirm: the candidate to re-run
+    # seed, adopt: modules it imports from its folder, copied under seeds/<id>/ (relative paths)
+    extra_files: tuple[str, ...] = ()
+    trial: int | None = None  # confirm: the candidate to re-run; adopt: the published trial it ports
+    source_request: str | None = None  # adopt: the seed request whose program it ports
     seeds: int = 0  # confirm: how many more seeds
 
     @property
@@ -97,6 +102,9 @@ class Request(BaseModel):
             table = f"{len(self.knob_names)} knobs" if self.knob_names else "no knob table"
             how = ", run as published, self-reported score" if self.published else ""
             return f"new root {self.title or self.program} ({table}{how})"
+        if self.kind is RequestKind.ADOPT:
+            of = f"trial {self.trial}" if self.trial is not None else (self.source_request or self.program)
+            return f"adopt {self.title or of} into the run contract (from {of})"
         return f"{self.seeds} more seed(s) of trial {self.trial}"
 
 
@@ -144,8 +152,10 @@ def add_seed(
     published: bool = False,
     reported_bpb: float | None = None,
     needs_cuda: bool = False,
+    files: Mapping[str, str] | None = None,
 ) -> str:
     """Copy ``program`` into ``seeds/<id>.py`` and queue it as a new root; return its id (``s-NNN``).
+    ``files`` (relative path -> text) are the modules it imports from its folder, copied beside it.
 
     ``source`` is the text to queue instead of the file's bytes (an imported record, unwrapped and
     given a knob table); ``published`` marks a program without the run contract, run as published.
@@ -180,6 +190,7 @@ def add_seed(
             (seeds / f"{request_id}.py").write_text(source, encoding="utf-8", newline="\n")
         return {
             "program": f"{SEEDS_DIR}/{request_id}.py",
+            "extra_files": _write_extra_files(seeds / request_id, files or {}),
             "title": title or program.name,
             "knob_names": knob_names,
             "published": published,
@@ -188,6 +199,61 @@ def add_seed(
         }
 
     return _append(run_dir, RequestKind.SEED, fields)
+
+
+def add_adopt(
+    run_dir: Path,
+    source: str,
+    title: str = "",
+    *,
+    trial: int | None = None,
+    source_request: str | None = None,
+    needs_cuda: bool = False,
+    files: Mapping[str, str] | None = None,
+) -> str:
+    """Queue the port of a foreign program (``source``, with its knob table) to the run contract;
+    return its id (``a-NNN``). ``trial`` or ``source_request`` names the published run it ports.
+    Raises :class:`RequestError` when the program has no knob table (import it with seed first)."""
+    try:
+        knob_names = tuple(k.name for k in parse_knob_table(source))
+    except KnobTableError as exc:
+        raise RequestError(
+            f"the program to adopt has no usable knob table: {exc}",
+            hint="import it first with autogolf seed --from (which gives it one), then adopt that trial",
+        ) from None
+    seeds = Path(run_dir) / SEEDS_DIR
+    seeds.mkdir(parents=True, exist_ok=True)
+
+    def fields(request_id: str) -> dict[str, Any]:
+        (seeds / f"{request_id}.py").write_text(source, encoding="utf-8", newline="\n")
+        return {
+            "program": f"{SEEDS_DIR}/{request_id}.py",
+            "extra_files": _write_extra_files(seeds / request_id, files or {}),
+            "title": title,
+            "knob_names": knob_names,
+            "trial": trial,
+            "source_request": source_request,
+            "needs_cuda": needs_cuda,
+        }
+
+    return _append(run_dir, RequestKind.ADOPT, fields)
+
+
+def _write_extra_files(folder: Path, files: Mapping[str, str]) -> tuple[str, ...]:
+    """Write a program's sibling modules under ``folder``; their paths relative to it."""
+    for rel, text in files.items():
+        target = folder / rel
+        if target.resolve().parent != folder.resolve() / Path(rel).parent or Path(rel).is_absolute():
+            raise RequestError(f"{rel}: a module path must stay inside the program's folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text, encoding="utf-8", newline="\n")
+    return tuple(sorted(files))
+
+
+def extra_files_of(run_dir: Path, request: Request) -> dict[str, str]:
+    """The sibling modules queued with a seed or adopt request, by relative path."""
+    folder = Path(run_dir) / SEEDS_DIR / request.id
+    return {rel: (folder / rel).read_text(encoding="utf-8") for rel in request.extra_files}
 
 
 def add_confirm(run_dir: Path, trial: int, seeds: int) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from controller.search.ablation import AblationBook
 from controller.search.inflight import InFlight
 from controller.store.archive import Archive
 from controller.store.records import rebuild_archive
@@ -67,6 +68,7 @@ class SearchState:
     leftover: list[TrialPlan] = field(default_factory=list)  # plans a stop left unstarted (prepared.py)
     inflight: InFlight = field(default_factory=InFlight)
     stats: LoopStats = field(default_factory=LoopStats)
+    ablations: AblationBook = field(default_factory=AblationBook)  # ablations awaiting their seeds
     stopping: threading.Event = field(default_factory=threading.Event)  # first Ctrl-C: start nothing new
     interrupt: threading.Event = field(default_factory=threading.Event)  # second Ctrl-C: kill what runs
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.proposal import Proposal
 from controller.config import CampaignConfig, TierConfig
+from controller.search.inert import CLOCK_CAP, STEP_CAP
 from controller.search.inflight import Reservation
 from controller.search.requests import Request
 from controller.search.workspace import Workspace
@@ -30,7 +31,7 @@ from controller.store.trial_attrs import TrialAttrs
 from sandbox import RunResult, RunSpec, RunStatus, StopRequest
 from sandbox import run as sandbox_run
 from sandbox.knobs import Knob, KnobValue, parse_knob_table, rewrite_knob_defaults
-from sandbox.spec import Plausibility
+from sandbox.spec import Plausibility, StepExtent
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,12 @@ class TrialPlan:
     requeued: TrialHandle | None = None  # a trial re-queued after a crash: re-run it as it was
     request: Request | None = None  # the queued request (controller.search.requests) this trial serves
     published: bool = False  # a program without the run contract: run as published, score self-reported
+    second_parent: Candidate | None = None  # stack: the win whose change is replayed onto the parent
+    ablated_part: str | None = None  # ablate: the part of the parent's change left out
+    adopt_port: str = ""  # adopt: "deterministic" or "llm" (controller.search.adoption)
+    smoke_skipped: str = (
+        ""  # why its preflight smoke run could not run (a CUDA-only program, a CPU smoke tier)
+    )
     # its share of the in-flight ledger (controller.search.inflight); None for a re-run of a study trial
     reservation: Reservation | None = field(default=None, compare=False, repr=False)
 
@@ -82,7 +89,18 @@ def knob_overrides(tier: TierConfig, tier_name: str, knobs: list[Knob]) -> dict[
     env = tier.knob_env(knobs, tier_name)
     if any(k.name == "EVAL_SEQ_LEN" for k in knobs):
         env.setdefault("EVAL_SEQ_LEN", str(tier.harness_eval_seq_len()))
+    names = {k.name for k in knobs}
+    if tier.step_bound and {CLOCK_CAP, STEP_CAP} <= names:
+        # Steps bound the tier: the program's own cap off (its lr warmdown then keys on ITERATIONS,
+        # not on time), so what a run trains does not depend on how loaded the machine is.
+        env[CLOCK_CAP] = "0"
     return env
+
+
+def planned_steps(values: Mapping[str, KnobValue]) -> int | None:
+    """The steps a run with these knob values is to train (its ITERATIONS), if the program has one."""
+    steps = values.get(STEP_CAP)
+    return steps if isinstance(steps, int) and not isinstance(steps, bool) else None
 
 
 def plausibility_for(config: CampaignConfig, archive: Archive, plan: TrialPlan) -> Plausibility:
@@ -157,7 +175,8 @@ def run_plan(
     pruned: list[str] = []  # why the pruner stopped the run, once it has
 
     # Seed and confirm runs are measurements, not guesses: the pruner may not cut them short.
-    prunable = plan.operation in (Operation.MUTATE, Operation.TUNE, Operation.HYPOTHESIS)
+    # An ablation is a measurement too: its score against the win's decides whether a part is kept.
+    prunable = plan.operation in (Operation.MUTATE, Operation.TUNE, Operation.HYPOTHESIS, Operation.STACK)
 
     def on_event(event: Any) -> StopRequest | None:
         if interrupt.is_set():
@@ -171,7 +190,7 @@ def run_plan(
     if run_dir.exists():
         shutil.rmtree(run_dir)
     scoring = plan.proposal is not None and bool(plan.proposal.scoring_change)
-    full_probe = plan.operation in (Operation.SEED, Operation.CONFIRM) or scoring
+    full_probe = plan.operation in (Operation.SEED, Operation.CONFIRM, Operation.ADOPT) or scoring
     spec = RunSpec(
         program_dir=program_dir,
         entry=ws.entry,
@@ -187,8 +206,11 @@ def run_plan(
         label=f"{ws.config.campaign.name}/trial-{handle.number}",
         eval_seq_len=tier.harness_eval_seq_len(),
         phases="published" if plan.published else "split",
+        code_bytes=ws.config.sandbox.code_bytes,
         integrity=tier.integrity_settings(full=full_probe),
         plausibility=plausibility,
+        planned_steps=planned_steps(handle.knob_values),
+        step_bound=tier.step_bound and CLOCK_CAP in tier_env,
     )
     result = sandbox_run(spec, on_event)
     # The sandbox only knows that its caller asked it to stop; say who asked and why.
@@ -208,7 +230,17 @@ def trailers_for(plan: TrialPlan, result: RunResult) -> dict[str, str]:
         "Golf-Bytes": str(result.artifact.total) if result.artifact else "none",
         "Golf-Train-Seconds": f"{result.train_seconds:.1f}" if result.train_seconds is not None else "none",
         "Golf-Seeds": str(plan.seed),
+        "Golf-Steps": _steps_trailer(result),
     }
+
+
+def _steps_trailer(result: RunResult) -> str:
+    """Reached/planned steps, "cut" or "over" when they differ (sandbox.steps), e.g. ``52/80 cut``."""
+    if result.steps is None:
+        return "none"
+    planned = f"/{result.steps_planned}" if result.steps_planned is not None else ""
+    extent = result.step_extent
+    return f"{result.steps}{planned}" + (f" {extent}" if extent not in (None, StepExtent.PLANNED) else "")
 
 
 def record_candidate(
@@ -229,8 +261,9 @@ def record_candidate(
         files=dict(changed) or None,
         message_title=plan.hypothesis or f"trial {handle.number}",
         message_body=rationale,
-        trailers=trailers_for(plan, result),
+        trailers={**trailers_for(plan, result), **offline_trailers(plan)},
         note=result_note(result, extra),
+        second_parent_commit=plan.second_parent.commit if plan.second_parent is not None else None,
     )
     return candidate_from_result(
         trial=handle.number,
@@ -241,7 +274,28 @@ def record_candidate(
         hypothesis=plan.hypothesis,
         result=result,
         knob_values=handle.knob_values,
+        second_parent_trial=plan.second_parent.trial if plan.second_parent is not None else None,
     )
+
+
+def offline_trailers(plan: TrialPlan) -> dict[str, str]:
+    """A stack's second parent and an ablation's left-out part, as commit trailers."""
+    trailers = {}
+    if plan.second_parent is not None:
+        trailers["Golf-Second-Parent"] = str(plan.second_parent.trial)
+    if plan.ablated_part is not None:
+        trailers["Golf-Ablated-Part"] = plan.ablated_part
+    return trailers
+
+
+def offline_attrs(plan: TrialPlan) -> TrialAttrs:
+    """What a stack or an ablation records beside the usual: the second parent, the part left out."""
+    attrs = TrialAttrs()
+    if plan.second_parent is not None:
+        attrs = attrs.updated(second_parent=plan.second_parent.trial)
+    if plan.ablated_part is not None:
+        attrs = attrs.updated(ablated_part=plan.ablated_part)
+    return attrs
 
 
 def tell_study(
@@ -312,6 +366,7 @@ def tell_from_note(ws: Workspace, number: int, commit: str, default_tier: str) -
         hypothesis=attrs.hypothesis,
         result=result,
         knob_values=attrs.knob_values or {},
+        second_parent_trial=attrs.second_parent,
     )
     told = candidate_attr(candidate)
     if candidate.operation is Operation.SEED and attrs.request_id is None:

@@ -109,8 +109,9 @@ def build_proposers(
     replay_claim: Callable[[int], bool] | None = None,
 ) -> dict[Operation, Proposer]:
     """Which proposer serves each operation: tune is always the knobs proposer; mutate and hypothesis
-    use the configured one (a replay file, or the LLM). ``replay_claim`` shares the replay file with
-    other processes (agent.replay, "Shared replay"); a single controller has none."""
+    use the configured one (a replay file, or the LLM), and so does stack when it is the LLM (a
+    conflicting merge goes to it). ``replay_claim`` shares the replay file with other processes
+    (agent.replay, "Shared replay"); a single controller has none."""
     knobs = KnobsProposer()
     section = config.agent
     code: Proposer
@@ -121,7 +122,10 @@ def build_proposers(
         code = ReplayProposer(section.replay_file, cursor_path=run_dir / "replay.cursor", claim=replay_claim)
     else:
         code = knobs
-    return {Operation.MUTATE: code, Operation.HYPOTHESIS: code, Operation.TUNE: knobs}
+    proposers = {Operation.MUTATE: code, Operation.HYPOTHESIS: code, Operation.TUNE: knobs}
+    if section.proposer == "llm":  # without it, a stack whose merge conflicts is skipped
+        proposers[Operation.STACK] = code
+    return proposers
 
 
 def require_trusted_sandbox(config: CampaignConfig, bwrap: BwrapProbe | None = None) -> None:

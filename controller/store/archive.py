@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 # Operation is defined by the agent package (its ProposalContext carries one, and the agent may not
 # import the controller); re-exported so the controller imports it with the records that use it.
 from agent.proposal import Operation
-from sandbox.spec import RunStatus
+from sandbox.spec import RunStatus, StepExtent, step_extent
 
 __all__ = ["Archive", "Candidate", "Operation"]
 
@@ -55,7 +55,16 @@ class Candidate:
     # Its score is the program's own log line (a program run as published, without the run contract):
     # shown beside the others, never a parent, never confirmed, never verified.
     self_reported: bool = False
+    # A stack's second parent: the win whose change was replayed onto parent_trial's program.
+    second_parent_trial: int | None = None
+    # An ablation of this win found a part of its change that carries no gain: the ablated program
+    # (that trial) took its place as the program of record, so this one leaves the parent pool.
+    superseded_by: int | None = None
     knob_values: Mapping[str, str] = field(default_factory=dict, compare=False)
+    # Steps its (first) run trained and was planned to (RunResult.steps, steps_planned): a run cut
+    # short of its plan is not comparable with one that trained all of it (sandbox.steps).
+    steps: int | None = None
+    steps_planned: int | None = None
 
     def __post_init__(self) -> None:
         if self.seed_bpbs and self.val_bpb is None:
@@ -76,9 +85,15 @@ class Candidate:
             and self.feasible
             and not self.discredited
             and not self.self_reported
+            and self.superseded_by is None
             and (not self.suspicious or self.verified)
             and self.val_bpb is not None
         )
+
+    @property
+    def step_extent(self) -> StepExtent | None:
+        """Whether its run trained the planned steps, was cut short or went past them (None: unknown)."""
+        return step_extent(self.status, self.steps, self.steps_planned)
 
     @property
     def held(self) -> bool:

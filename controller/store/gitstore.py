@@ -6,8 +6,8 @@ touched after ``init``):
 * ``refs/heads/seed``: the root commit, the seed program.
 * a commit per scored candidate, on its parent; title = hypothesis, body = rationale, trailers
   ``Golf-Trial``, ``Golf-Parent``, ``Golf-Status``, ``Golf-BPB``, ``Golf-Bytes``, ``Golf-Train-Seconds``,
-  ``Golf-Seeds`` (the caller supplies all but ``Golf-Trial``); the full RunResult as a note under
-  ``refs/notes/golf``.
+  ``Golf-Seeds``, ``Golf-Steps`` (the caller supplies all but ``Golf-Trial``); the full RunResult as a
+  note under ``refs/notes/golf``.
 * ``refs/heads/best/1..K``: the current frontier, best first. Their reflog is the frontier's history.
 * ``refs/heads/cand/<trial>``: candidates on the frontier (and new ones until the next
   :meth:`GitStore.set_frontier`).
@@ -145,8 +145,10 @@ class GitStore:
         message_body: str,
         trailers: Mapping[str, str],
         note: str,
+        second_parent_commit: str | None = None,
     ) -> str:
         """Commit a scored candidate on ``parent_commit`` as branch ``cand/<trial>``; return the commit.
+        A stack names the win whose change it replayed as ``second_parent_commit``: a merge commit.
 
         ``files`` maps changed paths to their full text (``None`` or empty: the parent's tree, e.g. a
         knob-only or confirm trial). ``Golf-Trial`` is added to ``trailers``. Idempotent by trial
@@ -166,10 +168,16 @@ class GitStore:
                 raise GitStoreError(
                     f"parent {parent_commit!r} of trial {trial} is not a commit in {self.path}"
                 )
+            parents = (parent,)
+            if second_parent_commit is not None:
+                second = self._resolve(second_parent_commit)
+                if second is None:
+                    raise GitStoreError(f"second parent {second_parent_commit!r} of trial {trial} is missing")
+                parents = (parent, second)
             existing = self.commit_of(trial)
             if existing is not None:
                 info = self.show(existing)
-                if info.trailers != full_trailers or info.parents != (parent,):
+                if info.trailers != full_trailers or info.parents != parents:
                     raise GitStoreError(
                         f"trial {trial} is already recorded as {existing[:12]} with a different result "
                         f"(trailers {info.trailers}, parents {info.parents})",
@@ -183,7 +191,8 @@ class GitStore:
             trailer_block = "\n".join(f"{k}: {v}" for k, v in full_trailers.items())
             body = message_body.strip()
             message = f"{title}\n\n{body}\n\n{trailer_block}\n" if body else f"{title}\n\n{trailer_block}\n"
-            commit = self._git("commit-tree", tree, "-p", parent, "-F", "-", stdin=message)
+            parent_args = [arg for p in parents for arg in ("-p", p)]
+            commit = self._git("commit-tree", tree, *parent_args, "-F", "-", stdin=message)
             # Note before ref: once the branch exists, its note exists too.
             self._write_note(commit, note)
             self._git("update-ref", "-m", f"record trial {trial}", f"{CAND_PREFIX}{trial}", commit, "0" * 40)

@@ -49,8 +49,9 @@ def candidate_from_result(
     hypothesis: str,
     result: RunResult,
     knob_values: Mapping[str, Any],
+    second_parent_trial: int | None = None,
 ) -> Candidate:
-    """The archive's record of a freshly scored run."""
+    """The archive's record of a freshly scored run (``second_parent_trial``: a stack's)."""
     ok = result.status is RunStatus.OK
     total_bytes = result.artifact.total if result.artifact else None
     return Candidate(
@@ -70,6 +71,9 @@ def candidate_from_result(
         verified=result.verified,
         self_reported=result.self_reported,
         knob_values={k: str(v) for k, v in knob_values.items()},
+        second_parent_trial=second_parent_trial,
+        steps=result.steps,
+        steps_planned=result.steps_planned,
     )
 
 
@@ -90,6 +94,12 @@ def with_confirmed(candidate: Candidate) -> Candidate:
 def with_verified(candidate: Candidate) -> Candidate:
     """``candidate`` once a run of its program passed the full integrity probe."""
     return dataclasses.replace(candidate, verified=True)
+
+
+def superseded(candidate: Candidate, by: int) -> Candidate:
+    """``candidate`` once trial ``by`` (its ablation, without a part that carries no gain) took its
+    place as the program of record: out of the parent pool, no longer a parent of record."""
+    return dataclasses.replace(candidate, superseded_by=by, confirmed=False)
 
 
 def discredited(candidate: Candidate, reason: str) -> Candidate:
@@ -122,6 +132,10 @@ def rebuild_archive(trials: Iterable[TrialRecord]) -> Archive:
             for trial in attrs.discredits.trials:
                 if trial in archive:
                     archive.add(discredited(archive.get(trial), attrs.discredits.reason))
+        drop = attrs.drops
+        if drop is not None and drop.ablation in archive and drop.win in archive:
+            archive.add(with_confirmed(archive.get(drop.ablation)))
+            archive.add(superseded(archive.get(drop.win), drop.ablation))
         promotes = attrs.promotes
         if promotes is not None and promotes in archive:
             archive.add(with_confirmed(archive.get(promotes)))

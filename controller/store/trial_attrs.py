@@ -28,6 +28,41 @@ class Discredit(BaseModel):
     reason: str
 
 
+class AblationDrop(BaseModel):
+    """On a confirm trial whose runs settled an ablation (controller.search.ablation): the part of
+    ``win``'s change that ``ablation`` left out carries no gain, so ``ablation`` (the smaller change)
+    is a parent of record in ``win``'s place."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    ablation: int
+    win: int
+    part: str
+
+
+class AdoptionCheck(BaseModel):
+    """On an adopt trial: the harness's BPB beside the one the ported program printed in the same run,
+    and whether they agreed within the campaign's tolerance (only then is the port a root)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    port: str  # "deterministic" (importer.adopt) or "llm" (prompts/task_adopt.txt)
+    harness_bpb: float | None
+    printed_bpb: float | None
+    tolerance: float
+    accepted: bool
+
+    def summary(self) -> str:
+        """One line for ``show``: the verdict and both numbers."""
+        verdict = "accepted" if self.accepted else "not accepted"
+        numbers = " · ".join(
+            f"{label} {value:.8f}"
+            for label, value in (("harness", self.harness_bpb), ("printed", self.printed_bpb))
+            if value is not None
+        )
+        return f"{self.port} port {verdict}: {numbers or 'no score'} (tolerance {self.tolerance:.0e})"
+
+
 class TrialAttrs(BaseModel):
     """Every user attribute a trial of a campaign may carry."""
 
@@ -42,6 +77,14 @@ class TrialAttrs(BaseModel):
     knob_values: dict[str, Any] | None = None  # every knob setting the run used, sampled and fixed
     search_space: dict[str, tuple[str, str]] = {}  # knob -> (Optuna param, distribution JSON)
     knob_setting: str | None = None  # (parent, tier, values) of a sampled trial: never drawn twice
+    # Stack, ablate and adopt (controller.search): the second parent of a stack (its change replayed
+    # onto parent_trial's program), the part of parent_trial's change an ablation leaves out, and
+    # the foreign trial an adoption ports.
+    second_parent: int | None = None
+    ablated_part: str | None = None
+    adopts: int | None = None
+    adoption: AdoptionCheck | None = None
+    smoke_skipped: str = ""  # why no preflight smoke run checked the program (it needs CUDA, ...)
 
     # The plan: why the trial exists and what it cost to propose.
     hypothesis: str = ""
@@ -72,6 +115,7 @@ class TrialAttrs(BaseModel):
     promotes: int | None = None  # this confirm run's Welch test made that trial a parent of record
     verifies: int | None = None  # this confirm run passed the full integrity probe for that trial
     discredits: Discredit | None = None
+    drops: AblationDrop | None = None  # this confirm run's ablation verdict dropped a part
 
     # Recovery (controller.store.study): a re-run, and why a trial was not re-run.
     requeued_from: int | None = None  # the trial this one re-runs

@@ -136,3 +136,30 @@ def test_what_the_trainer_image_needs_for_the_caseops_record_and_how_to_build_it
     dockerfile = Path(command[command.index("-f") + 1]).read_text()
     assert "COPY ${WHEELS}/ /tmp/wheels/" in dockerfile and WHEELS_DIR.is_dir()
     assert not image_needs(load_record(RECORDS / "2026-03-17_NaiveBaseline"))
+
+
+@pytest.mark.slow
+def test_the_modules_a_record_imports_from_its_folder_travel_with_it_and_count_as_code(tmp_path, tiny_data):
+    config = write_campaign(tmp_path / "camp", tiny_data, max_trials=2)
+    folder = record_folder(tmp_path / "record")
+    program = folder / "train_gpt.py"
+    program.write_text(
+        program.read_text().replace(
+            "    total = sum(counts)", "    import helpers\n\n    total = helpers.floor(0) + sum(counts)"
+        )
+    )
+    (folder / "helpers.py").write_text("def floor(x):\n    return max(x, 0)\n", encoding="utf-8")
+    (folder / "unused.py").write_text("raise SystemExit('never imported')\n", encoding="utf-8")
+    queued = queue_record(config.run_dir, folder)
+    (request,) = load_requests(config.run_dir)
+    assert queued.record.siblings == {"helpers.py": "def floor(x):\n    return max(x, 0)\n"}
+    assert request.extra_files == ("helpers.py",)
+    run_campaign(config)
+    campaign = Campaign.open(config)
+    (made,) = trials_of(request.id, campaign.trials)
+    assert made.state == "COMPLETE", made.attrs.status_reason
+    files = campaign.store.files_at(campaign.archive.get(made.number).commit)
+    assert "helpers.py" in files and "unused.py" not in files
+    note = json.loads(campaign.store.read_note(campaign.archive.get(made.number).commit))
+    code = note["result"]["artifact"]["code"]
+    assert code == len(files["train_gpt.py"].encode()) + len(files["helpers.py"].encode())
