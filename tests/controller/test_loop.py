@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from controller.cli.app import app
 from controller.config import load_campaign
+from controller.store.archive import Operation
 from controller.store.gitstore import GitStore
 from controller.store.records import rebuild_archive
 from controller.store.study import CampaignStudy
@@ -221,3 +222,34 @@ def test_demo_campaign_finishes_and_prints_a_leaderboard(tmp_path, monkeypatch):
     config, study, store = open_results(toml)
     scored = [t for t in study.trials() if t.state == "COMPLETE"]
     assert len(scored) >= 2 and store.frontier()
+    # Its replay file yields confirmed wins in two lineages: at least one stack and one ablation run,
+    # and show, the leaderboard and the report say so.
+    stacks = [t for t in scored if t.attrs.operation is Operation.STACK]
+    ablations = [t for t in scored if t.attrs.operation is Operation.ABLATE]
+    assert stacks and ablations, [(t.number, t.attrs.operation, t.state) for t in study.trials()]
+    assert "[stack " in done.stdout and "[ablation of " in done.stdout
+    stack = stacks[0]
+    assert stack.attrs.second_parent is not None
+    parents = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(config.run_dir / "repo"),
+            "rev-list",
+            "--parents",
+            "-n",
+            "1",
+            stack.attrs.candidate_commit,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert len(parents) == 3  # the commit and its two parents
+    shown = CliRunner().invoke(app, ["show", str(toml), str(stack.number)])
+    assert f"+ {stack.attrs.second_parent}" in shown.output, shown.output
+    report = tmp_path / "report.html"
+    made = CliRunner().invoke(app, ["report", str(toml), "--out", str(report)])
+    assert made.exit_code == 0, made.output
+    html = report.read_text(encoding="utf-8")
+    assert "Stacks and ablations" in html and f">{stack.number}<" in html
