@@ -23,6 +23,7 @@ from controller.errors import ControllerError
 from controller.review.views import Campaign, std_or_none
 from controller.search.stats import welch_one_sided
 from controller.store.archive import Candidate
+from sandbox import code_bytes
 from sandbox.code_bytes import CodeBytes
 
 RECORD_ENTRY = "train_gpt.py"  # the challenge's name for the single training script
@@ -110,9 +111,9 @@ def export_candidate(
     counted_wrapped = campaign.config.sandbox.code_bytes is CodeBytes.SELF_EXTRACTING
     self_extracting = self_extracting or counted_wrapped  # its runs counted the wrapper: ship that
     if self_extracting:
-        from controller.review.wrap import check_wrapped, run_both, wrapped
+        from controller.review.wrap import check_wrapped, run_both
 
-        wrapper = wrapped(files[entry])
+        wrapper = code_bytes.self_extracting(files[entry])
         check_wrapped(files[entry], wrapper)
         run_both(campaign.config, files[entry], wrapper, entry)
         program_bytes = wrapper.encode("utf-8")

@@ -2,7 +2,8 @@
 same program.
 
 The challenge counts the script's bytes as shipped, so records compressed their source and shipped
-a two-line wrapper that decompresses and runs it. ``wrapped`` writes such a wrapper (LZMA, base85);
+a two-line wrapper that decompresses and runs it. ``sandbox.code_bytes.self_extracting`` writes such a
+wrapper (LZMA, base85; the harness counts its size);
 ``check_wrapped`` reads it back with the importer's unwrapper (which never runs it) and requires the
 readable source byte for byte; ``run_both`` runs the readable and the wrapped program through the
 sandbox on the same tier, data and seed and requires the same score.
@@ -21,13 +22,7 @@ from controller.search.workspace import resolve_data
 from importer import RecordImportError, unwrap_text
 from sandbox import RunSpec, RunStatus
 from sandbox import run as sandbox_run
-from sandbox.code_bytes import self_extracting
 from sandbox.knobs import parse_knob_table
-
-
-def wrapped(source: str) -> str:
-    """``source`` as a self-extracting program (sandbox.code_bytes, whose size the harness counts)."""
-    return self_extracting(source)
 
 
 def check_wrapped(source: str, wrapper: str) -> None:

@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 from agent.errors import ProposalError
 from agent.proposal import GiveUp, Operation, Proposal, ProposalContext, ProposerKind
-from controller.search.imports import follows_contract
+from controller.search.imports import follows_contract, requires_cuda
 from controller.store.trial_attrs import AdoptionCheck
 from importer import find_requirements
 from importer.adopt import NotOfficialStructure, official_structure_gaps, port_official
-from importer.requirements import Need, RequirementKind
 from sandbox import RunResult, RunStatus
 from sandbox.knobs import parse_knob_table
 
@@ -39,10 +38,7 @@ class Port:
 
 
 def program_needs_cuda(source: str, entry: str) -> bool:
-    return any(
-        r.kind is RequirementKind.CUDA and r.need is Need.REQUIRED
-        for r in find_requirements(source, filename=entry)
-    )
+    return requires_cuda(find_requirements(source, filename=entry))
 
 
 def port_program(
@@ -112,14 +108,13 @@ def judge_adoption(result: RunResult, port: str, tolerance: float) -> tuple[RunR
     """The run's result as an adoption: INVALID, with the reason, unless the harness's BPB and the
     program's printed BPB agree within ``tolerance``."""
     harness, printed = result.val_bpb, result.printed_bpb
-    if result.status is not RunStatus.OK or harness is None:
-        return result, AdoptionCheck(
-            port=port, harness_bpb=harness, printed_bpb=printed, tolerance=tolerance, accepted=False
-        )
-    accepted = printed is not None and abs(harness - printed) <= tolerance
+    scored = result.status is RunStatus.OK and harness is not None
+    accepted = scored and printed is not None and abs(harness - printed) <= tolerance
     check = AdoptionCheck(
         port=port, harness_bpb=harness, printed_bpb=printed, tolerance=tolerance, accepted=accepted
     )
+    if not scored:
+        return result, check
     if accepted:
         note = f"adoption accepted: the harness's {harness:.8f} bpb and the printed {printed:.8f} agree"
         return result.model_copy(update={"notes": [*result.notes, note]}), check

@@ -11,6 +11,7 @@ machine lacks is returned for the caller to say, one line per piece.
 from __future__ import annotations
 
 import ast
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,12 @@ def image_needs(record: ImportedRecord) -> ImageNeeds:
 
 
 def needs_cuda(record: ImportedRecord) -> bool:
-    return any(r.kind is RequirementKind.CUDA and r.need is Need.REQUIRED for r in record.requirements)
+    return requires_cuda(record.requirements)
+
+
+def requires_cuda(requirements: Iterable[Requirement]) -> bool:
+    """Whether any of ``requirements`` is CUDA the program cannot run without."""
+    return any(r.kind is RequirementKind.CUDA and r.need is Need.REQUIRED for r in requirements)
 
 
 def follows_contract(source: str) -> bool:

@@ -162,9 +162,9 @@ class Planner:
 
         def check(source: str) -> tuple[str, ...]:
             knobs = parse_knob_table(source, filename=self.ws.entry)
-            if source != parent_source and self.config.search.preflight_smoke and self._smoke_skip(source):
-                return tuple(k.name for k in knobs)  # a CUDA-only program: its trial says so
             if source != parent_source and self.config.search.preflight_smoke:
+                if self._smoke_skip(source):
+                    return tuple(k.name for k in knobs)  # a CUDA-only program: its trial says so
                 report = self._smoke(source, parent_source)
                 if not report.ok:
                     raise ProposalError(
@@ -442,7 +442,7 @@ class Planner:
         """An LLM port's program check: the contract statically, then the CPU smoke run when the
         program can run on a CPU (a CUDA-only one is smoke-tested by its trial, with the reason said)."""
         names = check_port(source, self.ws.entry)
-        if self.config.search.preflight_smoke and not program_needs_cuda(source, self.ws.entry):
+        if self.config.search.preflight_smoke and not self._smoke_skip(source):
             report = self._smoke(source, None)
             if not report.ok:
                 raise ProposalError(

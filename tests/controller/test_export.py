@@ -106,20 +106,22 @@ def test_a_self_extracting_export_ships_fewer_code_bytes_and_runs_to_the_same_sc
 
 
 def test_a_wrapper_that_does_not_unwrap_to_the_source_is_refused():
-    from controller.review.wrap import check_wrapped, wrapped
+    from controller.review.wrap import check_wrapped
+    from sandbox.code_bytes import self_extracting
 
     with pytest.raises(ControllerError, match="other source"):
-        check_wrapped("print(1)\n", wrapped("print(2)\n"))
+        check_wrapped("print(1)\n", self_extracting("print(2)\n"))
 
 
 def test_the_run_check_refuses_a_wrapper_that_scores_otherwise(campaign):
-    from controller.review.wrap import run_both, wrapped
+    from controller.review.wrap import run_both
+    from sandbox.code_bytes import self_extracting
 
     entry = campaign.config.campaign.seed_program.name
     source = campaign.store.files_at(campaign.archive.get(mutated_trial(campaign)).commit)[entry]
     other = source.replace("0.9, low=0.01", "3.0, low=0.01")  # another smoothing: another score
     assert other != source
     with pytest.raises(ControllerError, match="the wrapped program scored"):
-        run_both(campaign.config, source, wrapped(other), entry)
-    same = run_both(campaign.config, source, wrapped(source), entry)
+        run_both(campaign.config, source, self_extracting(other), entry)
+    same = run_both(campaign.config, source, self_extracting(source), entry)
     assert same.readable_bpb == same.wrapped_bpb
